@@ -1,0 +1,1 @@
+"""Catalog of dynamical systems with sympy ground truth."""
