@@ -1,0 +1,139 @@
+"""Model files: round trip, and rejection of damaged, foreign or crafted files."""
+
+import json
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from s2kan_dyn.errors import ModelFileError
+from s2kan_dyn.persistence import (
+    FORMAT_VERSION,
+    MANIFEST,
+    TENSORS,
+    load_model_file,
+    save_model_file,
+)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.s2kan"
+    tensors = {"coef": torch.arange(6, dtype=torch.float64).reshape(3, 2), "mask": torch.tensor([True, False])}
+    save_model_file(path, "SymbolicODE", {"state_names": ["x", "y"]}, tensors)
+    return path, tensors
+
+
+def _rewrite(path, manifest=None, blob=None):
+    with zipfile.ZipFile(path) as archive:
+        old_manifest = json.loads(archive.read(MANIFEST))
+        old_blob = archive.read(TENSORS)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest if manifest is not None else old_manifest))
+        archive.writestr(TENSORS, blob if blob is not None else old_blob)
+    return old_manifest
+
+
+def test_round_trip_exact(saved):
+    path, tensors = saved
+    manifest, loaded = load_model_file(path, "SymbolicODE")
+    assert manifest["state_names"] == ["x", "y"]
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert torch.equal(loaded["coef"], tensors["coef"])
+    assert torch.equal(loaded["mask"], tensors["mask"])
+
+
+def test_no_temporary_file_left(saved):
+    path, _ = saved
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.s2kan"]
+
+
+def test_random_bytes_rejected(tmp_path):
+    path = tmp_path / "random.s2kan"
+    path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(ModelFileError, match="not a readable"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_truncated_file_rejected(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_missing_file_rejected(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model_file(tmp_path / "absent.s2kan", "SymbolicODE")
+
+
+def test_wrong_format_version_rejected(saved):
+    path, _ = saved
+    manifest = _rewrite(path)
+    manifest["format_version"] = 99
+    _rewrite(path, manifest=manifest)
+    with pytest.raises(ModelFileError, match="version 99"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_wrong_class_rejected(saved):
+    path, _ = saved
+    with pytest.raises(ModelFileError, match="S2KANRegressor"):
+        load_model_file(path, "S2KANRegressor")
+
+
+def test_foreign_manifest_rejected(saved):
+    path, _ = saved
+    _rewrite(path, manifest={"hello": "world"})
+    with pytest.raises(ModelFileError, match="not an s2kan-dyn model file"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_declared_shape_mismatch_rejected(saved):
+    path, _ = saved
+    manifest = _rewrite(path)
+    manifest["tensors"]["coef"]["shape"] = [2, 3]
+    _rewrite(path, manifest=manifest)
+    with pytest.raises(ModelFileError, match="shape"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_edited_tensors_rejected(saved):
+    path, _ = saved
+    from safetensors.torch import save
+
+    _rewrite(path, blob=save({"coef": torch.zeros(3, 2, dtype=torch.float64), "mask": torch.tensor([True, True])}))
+    with pytest.raises(ModelFileError, match="digest"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_pickle_payload_not_executed(tmp_path):
+    marker = tmp_path / "ran.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.s2kan"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps({"format": "s2kan-dyn-model"}))
+        archive.writestr(TENSORS, pickle.dumps(Payload()))
+    with pytest.raises(ModelFileError):
+        load_model_file(path, "SymbolicODE")
+    assert not marker.exists()
+
+
+def test_torch_save_file_rejected(tmp_path):
+    marker = tmp_path / "ran.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "torch.s2kan"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(ModelFileError):
+        load_model_file(path, "SymbolicODE")
+    assert not marker.exists()
