@@ -19,7 +19,7 @@ from .errors import DataError
 MIN_SAMPLES = 5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trajectory:
     """One sampled trajectory.
 
@@ -44,6 +44,16 @@ class Trajectory:
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "state_names", tuple(str(s) for s in self.state_names))
         validate(self)
+
+    def __eq__(self, other) -> bool:
+        # The generated __eq__ would compare arrays element-wise and fail on truth value.
+        if not isinstance(other, Trajectory):
+            return NotImplemented
+        return (
+            self.state_names == other.state_names
+            and np.array_equal(self.t, other.t)
+            and np.array_equal(self.x, other.x)
+        )
 
     @property
     def n_samples(self) -> int:
