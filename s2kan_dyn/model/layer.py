@@ -40,7 +40,7 @@ INNER_INIT_STD = 0.3
 SPLINE_INIT_SCALE = 0.1
 # Relative ridge of the least-squares refit in update_grid; it keeps the
 # solve well posed when some basis function has no data under it.
-GRID_REFIT_RIDGE = 1e-10
+GRID_REFIT_RIDGE = 1e-12
 
 
 class S2KANLayer(nn.Module):

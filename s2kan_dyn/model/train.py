@@ -3,7 +3,14 @@
 :func:`fit_gated` runs four stages:
 
 1. warm-up: L-BFGS on the data bits with every free gate held open, so the
-   dictionary starts from a good fit with no pressure to close anything;
+   dictionary starts from a good fit with no pressure to close anything.
+   By default it opens the dictionary in order of cost: first only the
+   cheapest primitive of each layer, then every term, the costlier ones
+   starting from zero coefficients. With everything open from a random
+   start, correlated primitives share the load and L-BFGS converges slowly
+   (on y = x0*x1 + 2 sin(x0), 200 iterations reached 0.4 data bits per
+   sample from a random start against -7.4 to -8.1 in 100 iterations from
+   the cheap fit, 4 data seeds);
 2. ramp: Adam on parameters and gate locations with stochastic gates,
    lambda rising linearly from 0 to its final value;
 3. freeze: Adam at the final lambda, then every gate fixed to its
@@ -126,6 +133,7 @@ def fit_gated(
     scale: bool = True,
     update_grid: bool = True,
     seed: int | None = None,
+    cheapest_first: bool = True,
 ) -> FitRecord:
     """Fit ``model`` to ``Y = f(X)`` with gates under the MDL objective.
 
@@ -147,6 +155,10 @@ def fit_gated(
         scale: set the model's input and output scaling to the data RMS first.
         update_grid: fit the spline grids to the data first.
         seed: seed of the gate noise (default: torch's global generator).
+        cheapest_first: warm up on the cheapest primitive of each layer
+            first, then reset the other coefficients to zero and open every
+            term (default True). Pass False to keep a model's coefficients,
+            for example when refitting a model fitted before.
 
     Returns:
         A :class:`FitRecord`.
@@ -174,10 +186,16 @@ def fit_gated(
 
     # Warm-up: free gates held open, so the fit is deterministic.
     user_masks = [g.fixed.clone() for g in gates]
+    start = time.perf_counter()
+    steps = 0
+    if cheapest_first and schedule.warmup > 1:
+        for layer, mask in zip(model.layers, user_masks):
+            layer.gates.fix(torch.where(torch.isnan(mask), _cheapest_terms(layer), mask))
+        steps = _lbfgs(model, X, Y, coefficients, schedule.warmup // 2, "warmup", progress)
+        _zero_costlier(model)
     for g, mask in zip(gates, user_masks):
         g.fix(torch.where(torch.isnan(mask), torch.ones_like(mask), mask))
-    start = time.perf_counter()
-    steps = _lbfgs(model, X, Y, coefficients, schedule.warmup, "warmup", progress)
+    steps += _lbfgs(model, X, Y, coefficients, schedule.warmup - steps, "warmup", progress)
     for g, mask in zip(gates, user_masks):
         g.fix(mask)
     record.stages.append(_measure(model, X, Y, "warmup", steps, 0.0, start))
@@ -211,6 +229,23 @@ def fit_gated(
     record.stages.append(_measure(model, X, Y, "polish", steps, 0.0, start))
     model.eval()
     return record
+
+
+def _cheapest_terms(layer) -> Tensor:
+    """Mask ``(n_out, n_in, K + 1)``: 1 on the layer's cheapest primitives, 0 elsewhere."""
+    bits = torch.tensor([p.bits for p in layer.primitives])
+    cheapest = torch.zeros(layer.n_terms + 1, dtype=layer.coef.dtype, device=layer.coef.device)
+    cheapest[: layer.n_terms] = (bits == bits.min()).to(cheapest)
+    return cheapest.expand_as(layer.gates.fixed)
+
+
+@torch.no_grad()
+def _zero_costlier(model: S2KAN) -> None:
+    """Set the coefficients of every term but the cheapest primitives to zero."""
+    for layer in model.layers:
+        keep = _cheapest_terms(layer)
+        layer.coef.mul_(keep[..., : layer.n_terms])
+        layer.spline_coef.zero_()
 
 
 def _check_data(model: S2KAN, X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
