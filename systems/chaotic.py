@@ -30,7 +30,7 @@ def lorenz(sigma=10, rho=28, beta=Rational(8, 3)) -> System:
         t_end=20.0,
         transient=5.0,
         source="E. N. Lorenz, Deterministic nonperiodic flow, J. Atmos. Sci. 20, 130 (1963)",
-        description="convection rolls; the butterfly attractor",
+        description="convection rolls with the butterfly attractor",
         lyapunov_exponent=0.906,
         lyapunov_source="J. C. Sprott, Lyapunov exponent of the Lorenz attractor, "
         "sprott.physics.wisc.edu/chaos/lorenzle.htm: (0.906, 0, -14.572)",
@@ -97,6 +97,9 @@ def halvorsen(a=Rational(7, 5)) -> System:
         source="J. C. Sprott, Elegant Chaos: Algebraically Simple Chaotic Flows, "
         "World Scientific (2010), after A. D. Halvorsen",
         description="cyclically symmetric quadratic flow",
+        lyapunov_exponent=0.696,
+        lyapunov_source="dysts (W. Gilpin, 2021), chaotic_attractors.json, Halvorsen at a = 1.4: "
+        "maximum_lyapunov_estimated 0.696",
     )
 
 
@@ -115,6 +118,8 @@ def thomas(b=0.208186) -> System:
         source="R. Thomas, Deterministic chaos seen in terms of feedback circuits, "
         "Int. J. Bifurcation Chaos 9, 1889 (1999)",
         description="cyclically symmetric flow with sine coupling",
+        # NOTE: no published largest Lyapunov exponent at b = 0.208186 was found,
+        # so lyapunov_time is None and horizons are reported in time units.
     )
 
 
@@ -144,6 +149,8 @@ def lorenz96(n=5, F=8) -> System:
         source="E. N. Lorenz, Predictability: a problem partly solved, "
         "ECMWF Seminar on Predictability (1996)",
         description="ring of n sites with advection, damping and forcing",
+        # NOTE: the largest Lyapunov exponent depends on n and no published value
+        # for the default n = 5, F = 8 was found, so lyapunov_time is None.
     )
 
 
@@ -177,4 +184,6 @@ def double_pendulum(m1=1, m2=1, L1=1, L2=1, g=9.81) -> System:
         # Without damping the energy is conserved, so the attractor sample is
         # the energy surface of x0; a box gives a wider spread of energies.
         initial_box=((-2.0, 2.0), (-2.0, 2.0), (-1.0, 1.0), (-1.0, 1.0)),
+        # NOTE: chaos here depends on the energy of each start, so no single
+        # Lyapunov exponent applies and lyapunov_time is None.
     )

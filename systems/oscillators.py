@@ -1,7 +1,7 @@
 """Two-state oscillators: pendulum, van der Pol, Duffing, Hopf, cubic, linear, FitzHugh-Nagumo.
 
-None is chaotic; extra initial conditions are drawn uniformly from a box
-around the default one.
+None is chaotic, so extra initial conditions are drawn uniformly from a
+box around the default one.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def van_der_pol(mu=1) -> System:
 
 @register("duffing")
 def duffing(delta=Rational(1, 10), alpha=-1, beta=1) -> System:
-    """Unforced damped Duffing oscillator; the defaults give a double well."""
+    """Unforced damped Duffing oscillator. The defaults give a double well."""
     x, v, d_, a_, b_ = symbols("x v delta alpha beta")
     return System(
         name="duffing",

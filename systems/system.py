@@ -167,7 +167,7 @@ class System:
         """
         x = self._check_states(x)
         columns = self._rhs_function(*np.moveaxis(x, -1, 0))
-        # Constant right-hand sides come back as scalars; give them the batch shape.
+        # Constant right-hand sides come back as scalars, so broadcast them to the batch shape.
         return np.stack([np.broadcast_to(np.asarray(c, float), x.shape[:-1]) for c in columns], -1)
 
     def jacobian_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -237,10 +237,10 @@ class System:
             x0: initial state of trajectory 0, length ``d``; default ``self.x0``.
             n_trajectories: number of trajectories; trajectories 1.. start from
                 ``sample_initial_conditions(n_trajectories - 1, seed)``.
-            noise: Gaussian noise level. Each state gets noise of standard
-                deviation ``noise * std`` where ``std`` is that state's standard
-                deviation over the clean samples of all returned trajectories;
-                drawn with ``numpy.random.default_rng(seed)``. Default 0.
+            noise: Gaussian noise level, default 0. Each state gets noise of
+                standard deviation ``noise * std``. Here ``std`` is that state's
+                standard deviation over the clean samples of all returned
+                trajectories. The noise is drawn with ``numpy.random.default_rng(seed)``.
             seed: seed of the initial conditions and the noise.
             method: ``scipy.integrate.solve_ivp`` method, one of :data:`METHODS`.
             rtol, atol: solver tolerances (defaults 1e-10, 1e-12).

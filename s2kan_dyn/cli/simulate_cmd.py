@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
         "trajectories to FILE (.csv or .npz, chosen by the suffix). Unset options take the "
         "system's defaults (see 's2kan-dyn systems').",
     )
+
     parser.add_argument("name", metavar="NAME", help="system name, e.g. lorenz")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file, .csv or .npz")
     parser.add_argument("--t-end", type=float, metavar="T", help="duration in time units")
@@ -25,6 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--x0", metavar="A,B,...", help="initial state of trajectory 0, comma-separated, one per state"
     )
+
     parser.add_argument(
         "--noise", type=float, default=0.0, metavar="LEVEL",
         help="Gaussian noise, as a fraction of each state's standard deviation (default 0)",
@@ -34,6 +36,7 @@ def add_parser(subparsers) -> None:
         "--n-trajectories", type=int, default=1, metavar="N",
         help="number of trajectories; those after the first start from drawn states (default 1)",
     )
+
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="override a system parameter, e.g. --param rho=35 (repeatable)",

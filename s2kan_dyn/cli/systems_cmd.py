@@ -35,7 +35,7 @@ def run(args) -> int:
 
 
 def format_markdown(rows: list[dict[str, str]], columns) -> str:
-    """Return a Markdown table; the equations of each system go in one cell."""
+    """Return a Markdown table with the equations of each system in one cell."""
     lines = [
         "| " + " | ".join(HEADERS.get(c, c) for c in columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
