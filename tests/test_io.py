@@ -248,7 +248,7 @@ def test_lynx_hare_loads():
 def test_lynx_hare_path_in_package():
     path = datasets.path("lynx_hare")
     assert path.is_file()
-    assert (path.parent / "SOURCE.md").is_file()
+    assert path.name == "lynx_hare_1900_1920.csv"
 
 
 def test_dataset_unknown_name():
