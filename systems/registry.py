@@ -69,7 +69,8 @@ def get(name: str, **params) -> System:
         _check_number(name, key, value)
 
     system = _factory(name)(**params)
-    changed = [k for k, v in params.items() if sympy.sympify(v) != sympy.sympify(defaults[k])]
+    # Compare as floats, so that rho=28.0 or beta=8/3 count as the defaults 28 and Rational(8, 3).
+    changed = [k for k, v in params.items() if float(v) != float(defaults[k])]
     if changed and system.lyapunov_exponent is not None:
         log.debug("%s: parameters %s changed, literature Lyapunov exponent dropped", name, changed)
         system = _without_lyapunov(system)

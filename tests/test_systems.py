@@ -177,6 +177,7 @@ def test_parameter_override_changes_equations():
 def test_parameter_override_drops_lyapunov():
     assert systems.get("lorenz", rho=35).lyapunov_exponent is None
     assert systems.get("lorenz", rho=28).lyapunov_exponent == pytest.approx(0.906)
+    assert systems.get("lorenz", rho=28.0, beta=8 / 3).lyapunov_exponent == pytest.approx(0.906)
 
 
 def test_unknown_parameter_names_valid_ones():

@@ -67,9 +67,10 @@ def run(args) -> int:
     )
     save_trajectories(out, trajectories)
     samples = sum(tr.n_samples for tr in trajectories)
+    noun = "trajectory" if len(trajectories) == 1 else "trajectories"
     log.info(
-        "%s: wrote %d trajectories, %d samples, states %s to %s",
-        system.name, len(trajectories), samples, ", ".join(system.state_names), out,
+        "%s: wrote %d %s, %d samples, states %s to %s",
+        system.name, len(trajectories), noun, samples, ", ".join(system.state_names), out,
     )
     return 0
 
