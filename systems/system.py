@@ -207,7 +207,7 @@ class System:
             low, high = np.array(self.initial_box, dtype=float).T
             return rng.uniform(low, high, size=(n, self.dimension))
         times = rng.uniform(self.transient, self.transient + self.t_end, size=n)
-        return self._attractor_solution.sol(np.sort(times)).T[rng.permutation(n)]
+        return self._attractor_solution.sol(times).T
 
     @cached_property
     def _attractor_solution(self):

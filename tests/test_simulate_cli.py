@@ -110,6 +110,12 @@ def test_simulate_bad_input_one_line(out_dir, capsys, args, message):
     assert not (out_dir / "bad.csv").exists()
 
 
+def test_simulate_folder_as_output(out_dir, capsys):
+    (out_dir / "folder.csv").mkdir()
+    assert main(["simulate", "hopf", "--out", "folder.csv", "--force"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
 def test_simulate_bad_suffix(out_dir, capsys):
     assert main(["simulate", "lorenz", "--out", "bad.txt"]) == 2
     assert "use .csv or .npz" in capsys.readouterr().err

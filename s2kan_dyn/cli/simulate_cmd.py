@@ -56,6 +56,8 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".npz"):
         raise S2KANDynError(f"--out {out}: unsupported suffix {out.suffix or '(none)'!r}; use .csv or .npz.")
+    if out.is_dir():
+        raise S2KANDynError(f"--out {out} is a folder; give a file name ending in .csv or .npz.")
     if out.exists() and not args.force:
         raise OutputExistsError(f"--out {out} exists; pass --force to overwrite it.")
 
