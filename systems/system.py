@@ -359,7 +359,7 @@ class System:
         Lyapunov time and source, all as strings."""
         equations = "; ".join(f"{n}' = {sympy.sstr(e)}" for n, e in self.equations().items())
         parameters = ", ".join(f"{k}={sympy.sstr(v)}" for k, v in self.parameter_values.items())
-        lyapunov = "" if self.lyapunov_time is None else f"{self.lyapunov_time:.3g}"
+        lyapunov = "" if self.lyapunov_time is None else f"{self.lyapunov_time:#.3g}"
         return {
             "name": self.name,
             "dimension": str(self.dimension),
