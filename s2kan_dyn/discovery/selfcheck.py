@@ -1,0 +1,119 @@
+"""Rollouts of the fitted network, and the check that the equations reproduce it.
+
+The read-out prunes, refits and snaps, so its equations are not the network
+any more. The self-check rolls out both from the same observed states and
+reports how long they agree: the valid prediction time of the equations
+against the network (normalised error over the data's standard deviation
+under 0.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+import numpy as np
+import sympy as sp
+import torch
+from torchdiffeq import odeint
+
+from ..metrics.forecast import VPT_THRESHOLD, valid_prediction_time
+from ..rollout import default_bound, equations_to_numpy, rollout
+from ..trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+# Fixed rk4 sub-steps per output interval of a network rollout: the grid is
+# passed to odeint explicitly, because torchdiffeq's ``step_size`` option can
+# add a stray short step from rounding.
+SUBSTEPS = 4
+# The self-check rolls out at most this many samples per trajectory.
+MAX_CHECK_SAMPLES = 2000
+# Agreement over less than this fraction of the checked horizon is warned about.
+SHORT_AGREEMENT = 0.25
+
+
+def network_rollout(model: torch.nn.Module, x0: np.ndarray, t: np.ndarray, bound: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Integrate ``dx/dt = model(x)`` with torchdiffeq's rk4 on ``t`` refined :data:`SUBSTEPS` times.
+
+    Args:
+        model: maps states ``(B, d)`` to derivatives ``(B, d)`` in original units.
+        x0: initial states, shape ``(d,)`` or ``(B, d)``.
+        t: output times, shape ``(n,)``, increasing.
+        bound: the rollout counts as diverged where ``max |x|`` passes it
+            (default ``s2kan_dyn.rollout.default_bound(x0)``).
+
+    Returns:
+        ``(x, diverged_at)``: states of shape ``(n, d)`` (or ``(n, B, d)``),
+        NaN from the first non-finite or out-of-bound sample on, and the time
+        of that sample (``None`` when the whole grid was reached).
+    """
+    x0 = np.asarray(x0, dtype=float)
+    single = x0.ndim == 1
+    bound = default_bound(x0) if bound is None else bound
+    parameter = next(model.parameters())
+    start = torch.as_tensor(np.atleast_2d(x0), dtype=parameter.dtype, device=parameter.device)
+    fine = np.concatenate(
+        [np.linspace(a, b, SUBSTEPS, endpoint=False) for a, b in zip(t[:-1], t[1:])] + [t[-1:]]
+    )
+    grid = torch.as_tensor(fine, dtype=parameter.dtype, device=parameter.device)
+
+    def field(_time, x):
+        # Clamp so that a diverging rollout stays finite inside rk4's stages.
+        return model(torch.clamp(x, -10 * bound, 10 * bound))
+
+    with torch.no_grad():
+        states = odeint(field, start, grid, method="rk4").cpu().numpy()[::SUBSTEPS]
+    size = np.max(np.abs(states), axis=-1).max(axis=-1)
+    bad = ~(size <= bound)
+    diverged_at = None
+    if bad.any():
+        first = int(np.argmax(bad))
+        states[first:] = np.nan
+        diverged_at = float(t[first])
+    return (states[:, 0] if single else states), diverged_at
+
+
+def agreement_time(
+    model: torch.nn.Module,
+    equations: Mapping[str, sp.Expr],
+    trajectories: Sequence[Trajectory],
+    threshold: float = VPT_THRESHOLD,
+) -> dict:
+    """Roll out the equations and the network from each trajectory's first state; report where they part.
+
+    Each trajectory contributes its first :data:`MAX_CHECK_SAMPLES` samples.
+
+    Returns:
+        dict with ``agreement_time`` (the shortest over the trajectories, in
+        time units), ``horizon`` (the checked time span of that trajectory),
+        ``per_trajectory`` (list of ``{"agreement_time", "horizon"}``) and
+        ``short`` (True when the agreement covers less than
+        :data:`SHORT_AGREEMENT` of the horizon).
+    """
+    names = trajectories[0].state_names
+    rhs = equations_to_numpy(dict(equations), names)
+    scale = np.std(np.concatenate([tr.x for tr in trajectories]), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    results = []
+    for tr in trajectories:
+        t = tr.t[:MAX_CHECK_SAMPLES]
+        x0 = tr.x[0]
+        symbolic = rollout(rhs, x0, t, scale=tr.x)
+        network, _ = network_rollout(model, x0, t, bound=default_bound(tr.x))
+        reached = symbolic.x.shape[0]
+        agree = valid_prediction_time(t[:reached], network[:reached], symbolic.x, scale, threshold)
+        if reached < t.shape[0] and agree >= t[reached - 1] - t[0]:
+            agree = float(symbolic.stopped_at - t[0])
+        results.append({"agreement_time": float(agree), "horizon": float(t[-1] - t[0])})
+    worst = min(results, key=lambda r: r["agreement_time"])
+    short = worst["agreement_time"] < SHORT_AGREEMENT * worst["horizon"]
+    if short:
+        log.warning(
+            "self-check: the read-out equations and the network agree for only %.3g of %.3g time units; "
+            "the equations are not a faithful read-out of the network over that horizon",
+            worst["agreement_time"], worst["horizon"],
+        )
+    else:
+        log.info("self-check: equations and network agree for %.3g of %.3g time units", worst["agreement_time"], worst["horizon"])
+    return {**worst, "per_trajectory": results, "short": bool(short)}
