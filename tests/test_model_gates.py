@@ -117,7 +117,7 @@ def test_unfix_frees_gates():
     assert torch.equal(gate(), torch.ones(2, dtype=torch.float64))
 
 
-def test_freeze_uses_sign_of_log_alpha_and_keeps_fixed():
+def test_freeze_by_log_alpha_sign():
     gate = make_gate((4,), torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64))
     gate.fix(torch.tensor([float("nan"), float("nan"), 1.0, 0.0]))
     gate.freeze()

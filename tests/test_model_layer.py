@@ -103,7 +103,7 @@ def test_closed_gates_give_zero_output_and_gradient():
     assert torch.count_nonzero(layer.gates.log_alpha.grad) == 0
 
 
-def test_one_closed_term_has_zero_gradient_and_no_effect():
+def test_one_closed_term_inert():
     layer = make_layer()
     sin = layer.primitive_names.index("sin")
     mask = torch.full_like(layer.gates.fixed, float("nan"))
@@ -212,7 +212,7 @@ def test_duplicate_primitive_raises():
 
 def test_update_grid_keeps_linear_spline():
     # A linear function is in the span of every cubic spline basis, so the
-    # refit on the new grid reproduces it exactly; its B-spline coefficients
+    # refit on the new grid reproduces it exactly. Its B-spline coefficients
     # are the function at the Greville abscissae (knot averages).
     layer = make_layer(primitives=("x",))
     knots = layer.basis.knots

@@ -121,7 +121,7 @@ def test_schedule_negative_steps_raises():
         GateSchedule(ramp=-1)
 
 
-def test_fit_product_and_sine_lowers_loss_and_closes_gates():
+def test_fit_product_and_sine():
     x = uniform(400, 2, 8)
     y = (x[:, 0] * x[:, 1] + 2.0 * torch.sin(x[:, 0]))[:, None]
     model = S2KAN([2, [2, 1], 1], seed=0)

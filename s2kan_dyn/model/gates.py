@@ -13,9 +13,10 @@ differentiable in ``log_alpha``. At evaluation the gate is the deterministic
 ``min(1, max(0, sigmoid(log_alpha) * (zeta - gamma) + gamma))`` of the
 paper.
 
-The noise ``u`` is drawn by :meth:`HardConcreteGate.resample` and kept, so
-that every forward pass between two draws (every solver stage of one batch)
-sees the same gates while the gradient still reaches ``log_alpha``.
+The noise ``u`` is drawn by :meth:`HardConcreteGate.resample` and kept.
+Every forward pass between two draws (every solver stage of one batch)
+therefore uses the same gate values, and the gradient still reaches
+``log_alpha``.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ class HardConcreteGate(nn.Module):
             raise S2KANDynError(
                 f"gate mask has shape {tuple(mask.shape)}; expected {tuple(self.fixed.shape)}"
             )
-        given = mask[~torch.isnan(mask)]
-        if not bool(((given == 0.0) | (given == 1.0)).all()):
+        fixed_values = mask[~torch.isnan(mask)]
+        if not bool(((fixed_values == 0.0) | (fixed_values == 1.0)).all()):
             raise S2KANDynError("gate mask values must be 0, 1 or NaN (free); round the mask first")
         self.fixed.copy_(mask)
 

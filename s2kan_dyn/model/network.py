@@ -3,7 +3,7 @@
 Widths follow pykan's MultKAN: ``[3, [3, 3], 3]`` is 3 inputs, a hidden
 layer of 3 sum nodes and 3 multiplication nodes, and 3 outputs. The layer
 that feeds a level with ``n_sum`` sum nodes and ``n_mult`` multiplication
-nodes has ``n_sum + 2 * n_mult`` outputs (sub-nodes); each multiplication
+nodes has ``n_sum + 2 * n_mult`` outputs (sub-nodes). Each multiplication
 node is the product of two consecutive sub-nodes after the sums.
 
 Inputs are divided by a per-input scale and outputs multiplied by a

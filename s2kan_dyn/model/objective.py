@@ -3,7 +3,7 @@
     loss = data_bits + lambda * model_bits / n_samples      (bits per sample)
 
 ``data_bits`` is the Gaussian code length of the residuals, one variance per
-output dimension, so each dimension is fitted in its own units;
+output dimension, so each dimension is fitted in its own units.
 ``model_bits`` is the expected code length of the open terms
 (:meth:`S2KAN.model_bits`).
 """

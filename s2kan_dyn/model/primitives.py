@@ -2,9 +2,9 @@
 
 Each :class:`Primitive` pairs a torch function with its sympy twin and a
 description length in bits. The bits are the code length of choosing the
-primitive from the dictionary, ``-log2`` of a prior that favours the
-functions most common in physical laws; they satisfy Kraft's inequality
-with room left for the spline term and for user primitives.
+primitive from the dictionary: ``-log2`` of a prior that favours the
+functions most common in physical laws. The default bits satisfy Kraft's
+inequality with room left for the spline term and for user primitives.
 
 Functions with a pole or a fast growth are kept finite the way pykan does
 it: near the pole they are replaced by a bounded continuation, and large

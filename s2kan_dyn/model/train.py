@@ -18,9 +18,9 @@
 4. polish: L-BFGS on the data bits with the gates fixed.
 
 L-BFGS is used where the objective is deterministic because Adam stalls far
-above the optimum on these small, badly conditioned fits; Adam is used for
+above the optimum on these small, badly conditioned fits. Adam is used for
 the stochastic gate stages because L-BFGS's line search assumes the same
-function at every evaluation, which resampled gates break. Gates are
+function at every evaluation, and resampled gates break that. Gates are
 resampled once per optimisation step and held for every forward pass of
 that step.
 """
@@ -43,8 +43,8 @@ from .objective import data_bits, mdl_loss
 logger = logging.getLogger(__name__)
 
 # L-BFGS settings for the deterministic stages: a long history and a strong
-# Wolfe line search; tolerances near float64 round-off so the step budget,
-# not an early stop, decides when a fit that still improves ends.
+# Wolfe line search. The tolerances are near float64 round-off, so the step
+# budget, not an early stop, ends a fit that still improves.
 LBFGS_HISTORY = 50
 LBFGS_TOLERANCE_GRAD = 1e-12
 LBFGS_TOLERANCE_CHANGE = 1e-15
@@ -99,7 +99,7 @@ class StageRecord:
 
 @dataclass
 class FitRecord:
-    """What :func:`fit_gated` did, stage by stage.
+    """Record of a :func:`fit_gated` run, stage by stage.
 
     Attributes:
         stages: one :class:`StageRecord` per stage, in order.
