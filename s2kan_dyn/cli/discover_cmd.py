@@ -1,0 +1,232 @@
+"""``s2kan-dyn discover``: find the equations of a system, forecast it, write a report and plots."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..errors import DataError, OutputExistsError, S2KANDynError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT_ROOT = "s2kan-dyn-out"
+REPORT_NAME = "report.json"
+MODEL_NAME = "model.s2kan"
+PLOT_NAMES = {"forecast": "forecast.png", "phase": "phase_portrait.png", "terms": "open_terms.png"}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "discover",
+        help="find the governing equations of a system from time series",
+        description="Fit an S2KAN vector field to trajectories of a catalog system (NAME), a shipped "
+        "data set (lynx_hare) or your own file (--data), print the equations (beside the truth when "
+        "known), forecast a held-out trajectory, and write report.json, PNG plots and the model into "
+        f"the output folder (default {DEFAULT_OUT_ROOT}/NAME).",
+    )
+    parser.add_argument("name", nargs="?", metavar="NAME", help="catalog system or shipped data set, e.g. lorenz, lynx_hare")
+    parser.add_argument("--data", metavar="FILE", help="trajectories in a .csv or .npz file, instead of NAME")
+    parser.add_argument("--time-column", metavar="COLUMN", help="time column of --data (default t, time or the first column)")
+    parser.add_argument("--states", metavar="A,B,...", help="state columns of --data, comma-separated (default all others)")
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.25, metavar="F",
+        help="data files: fraction of the last trajectory's samples held out for the forecast (default 0.25)",
+    )
+
+    parser.add_argument("--noise", type=float, default=0.0, metavar="LEVEL",
+                        help="catalog: Gaussian noise as a fraction of each state's standard deviation (default 0)")
+    parser.add_argument("--t-end", type=float, metavar="T", help="catalog: duration in time units (default: the system's)")
+    parser.add_argument("--dt", type=float, metavar="DT", help="catalog: sampling step in time units (default: the system's)")
+    parser.add_argument("--n-trajectories", type=int, default=1, metavar="N",
+                        help="catalog: training trajectories (default 1); the test trajectory starts from another state")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, noise and fit (default 0)")
+
+    parser.add_argument("--stages", default="derivative,trajectory", metavar="S1,S2",
+                        help="training stages, comma-separated: derivative, trajectory (default both)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="time limit of the trajectory stage (default none)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--out", metavar="DIR", help=f"output folder (default {DEFAULT_OUT_ROOT}/NAME in the current folder)")
+    parser.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder and overwrite --report FILE")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from .. import plots
+    from ..discovery import SymbolicODE
+    from ..metrics.equations import equation_metrics
+    from ..metrics.forecast import forecast_metrics
+    from ..report import build_report, equation_table, write_report
+
+    started = time.perf_counter()
+    data = load_data(args)
+    out = prepare_output(args, data["label"])
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = SymbolicODE(
+        stages=stages, device=args.device, random_state=args.seed, progress=not args.quiet, time_budget=args.time_budget
+    )
+    fit_start = time.perf_counter()
+    model.fit(data["train"])
+    fit_seconds = time.perf_counter() - fit_start
+    equations = model.equations()
+    print(equation_table(model.state_names_, equations, data["truth"]))
+
+    test = data["test"]
+    forecast_start = time.perf_counter()
+    prediction, diverged_at = forecast(model, test.x[0], test.t)
+    evaluated = slice(data["first_scored"], None)
+    scale = np.std(np.concatenate([tr.x for tr in data["train"]]), axis=0)
+    scale = np.where(scale > 0, scale, 1e-12)
+    reached = prediction[evaluated]
+    reached = reached[: int(np.argmax(~np.all(np.isfinite(reached), axis=1))) or None] if not np.all(np.isfinite(reached)) else reached
+    metrics = {
+        "forecast": forecast_metrics(
+            test.t[evaluated], reached, test.x[evaluated], scale,
+            lyapunov_time=data["lyapunov_time"], diverged_at=diverged_at,
+        )
+    }
+    if data["truth"] is not None:
+        metrics["equations"] = equation_metrics(equations, data["truth"], model.state_names_, x_test=test.x)
+    forecast_seconds = time.perf_counter() - forecast_start
+
+    notes = []
+    files = []
+    plot_start = time.perf_counter()
+    title = data["label"]
+    train_last = data["train"][-1]
+    files.append(plots.plot_forecast(out / PLOT_NAMES["forecast"], test.t, test.x, prediction, model.state_names_,
+                                     t_train=train_last.t if data["from_file"] else None,
+                                     x_train=train_last.x if data["from_file"] else None, title=title).name)
+    files.append(plots.plot_phase_portrait(out / PLOT_NAMES["phase"], test.x, prediction, model.state_names_, title=title).name)
+    if model.network_ is not None:
+        files.append(plots.plot_open_terms(out / PLOT_NAMES["terms"], model.network_, model.state_names_).name)
+    plot_seconds = time.perf_counter() - plot_start
+
+    if hasattr(model, "save"):
+        model.save(out / MODEL_NAME)
+        files.append(MODEL_NAME)
+    else:
+        # TODO: write the model once SymbolicODE has save().
+        notes.append("model not saved: this version of SymbolicODE has no save()")
+
+    fit_report = dict(model.report_)
+    self_check = fit_report.get("self_check")
+    if self_check and data["lyapunov_time"]:
+        self_check = {**self_check, "agreement_lyapunov": self_check["agreement_time"] / data["lyapunov_time"]}
+        fit_report["self_check"] = self_check
+    settings = {key: value for key, value in vars(args).items() if key not in ("run",)}
+    report = build_report(
+        source=data["label"], states=model.state_names_, equations=equations, truth=data["truth"], metrics=metrics,
+        fit_report=fit_report, settings=settings, seed=args.seed,
+        timings={"fit": fit_seconds, "forecast": forecast_seconds, "plots": plot_seconds,
+                 "run": time.perf_counter() - started},
+        files=files, notes=notes,
+    )
+    write_report(out / REPORT_NAME, report)
+    if args.report:
+        write_report(args.report, report)
+    summarise(metrics, data, fit_seconds, out)
+    return 0
+
+
+def load_data(args) -> dict:
+    """Return the training trajectories, the test trajectory and what is known about the system."""
+    import systems
+
+    from .. import datasets
+    from ..io import load_trajectories
+
+    if (args.name is None) == (args.data is None):
+        raise S2KANDynError("give either NAME (a catalog system or data set) or --data FILE, not both and not neither.")
+    if args.data is not None:
+        states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
+        trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
+        return split_series(trajectories, args.test_fraction, Path(args.data).stem)
+    if args.name in datasets.names():
+        return split_series([datasets.load(args.name)], args.test_fraction, args.name)
+    if args.name not in systems.names():
+        raise UnknownNameError("system or data set", args.name, systems.names() + datasets.names())
+
+    system = systems.get(args.name)
+    train = system.simulate(t_end=args.t_end, dt=args.dt, n_trajectories=args.n_trajectories, noise=args.noise, seed=args.seed)
+    # The test start is the next draw after the training starts, so it is never one of them.
+    start = system.sample_initial_conditions(args.n_trajectories, seed=args.seed)[-1]
+    [test] = system.simulate(t_end=args.t_end, dt=args.dt, x0=start, noise=0.0, seed=args.seed)
+    return {
+        "label": args.name, "train": train, "test": test, "first_scored": 0, "truth": system.equations(),
+        "lyapunov_time": system.lyapunov_time, "from_file": False,
+    }
+
+
+def split_series(trajectories, test_fraction: float, label: str) -> dict:
+    """Hold out the last ``test_fraction`` of the last trajectory; the forecast starts at the last training sample."""
+    if not 0 < test_fraction < 1:
+        raise S2KANDynError(f"--test-fraction {test_fraction} is invalid; use a fraction between 0 and 1, e.g. 0.25.")
+    last = trajectories[-1]
+    n_test = max(2, int(round(last.n_samples * test_fraction)))
+    n_train = last.n_samples - n_test
+    if n_train < 5:
+        raise DataError(
+            f"{last.source}: {last.n_samples} samples leave {n_train} for training after holding out {n_test}; "
+            "give a longer series or a smaller --test-fraction."
+        )
+    train = list(trajectories[:-1]) + [last.slice(0, n_train)]
+    return {
+        "label": label, "train": train, "test": last.slice(n_train - 1, None), "first_scored": 1, "truth": None,
+        "lyapunov_time": None, "from_file": True,
+    }
+
+
+def prepare_output(args, label: str) -> Path:
+    """Return the output folder, refusing a non-empty one without ``--force``."""
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT_ROOT) / label
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file; give a folder.")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise OutputExistsError(f"output folder {out} is not empty; pass --force to write into it, or choose another --out.")
+    if args.report and Path(args.report).exists() and not args.force:
+        raise OutputExistsError(f"--report {args.report} exists; pass --force to overwrite it.")
+    out.mkdir(parents=True, exist_ok=True)
+    # An old report would look like the result of this run if this run failed.
+    (out / REPORT_NAME).unlink(missing_ok=True)
+    return out
+
+
+def forecast(model, x0, t):
+    """Roll out the equations (the network when they have dense terms); return states and divergence time."""
+    from ..rollout import equations_to_numpy, rollout
+
+    if model.dense_terms_:
+        log.warning("the equations have dense terms %s; forecasting with the network", model.dense_terms_)
+        from ..discovery.selfcheck import network_rollout
+
+        return network_rollout(model.network_, x0, t)
+    import numpy as np
+
+    result = rollout(equations_to_numpy(model.equations(), model.state_names_), x0, t)
+    prediction = np.full((t.shape[0], len(model.state_names_)), np.nan)
+    prediction[: result.x.shape[0]] = result.x
+    if not result.ok:
+        log.warning("forecast stopped (%s) at t=%g: %s", result.status, result.stopped_at, result.message)
+    return prediction, result.diverged_at
+
+
+def summarise(metrics: dict, data: dict, fit_seconds: float, out: Path) -> None:
+    """Log one line with the main figures and where the files are."""
+    parts = [f"fit {fit_seconds:.1f} s"]
+    if "equations" in metrics:
+        eq = metrics["equations"]
+        parts.append(f"structure {'exact' if eq['exact'] else 'not exact'} (F1 {eq['f1']:.2f})")
+        parts.append(f"coefficient error {eq['coef_error']:.2g}")
+    fc = metrics["forecast"]
+    vpt = f"valid prediction time {fc['vpt']:.3g}"
+    if fc.get("vpt_lyapunov") is not None:
+        vpt += f" ({fc['vpt_lyapunov']:.2f} Lyapunov times)"
+    parts.append(vpt)
+    log.info("%s: %s; files in %s", data["label"], ", ".join(parts), out)
