@@ -72,3 +72,33 @@ def test_wrong_shape_raises():
 def test_invalid_grid_size_raises():
     with pytest.raises(S2KANDynError, match="grid_size"):
         BSplineBasis(1, grid_size=0)
+
+
+def test_matches_scipy_design_matrix():
+    from scipy.interpolate import BSpline
+
+    basis = BSplineBasis(2, grid_size=4, order=3)
+    basis.set_range(torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 0.5]))
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([-1 + 4 * torch.rand(60, generator=g), 0.5 * torch.rand(60, generator=g)], 1).double()
+    values = basis(x)
+    for i in range(2):
+        knots = basis.knots[i].numpy()
+        expected = BSpline.design_matrix(x[:, i].numpy(), knots, 3).toarray()
+        assert torch.allclose(values[:, i, :], torch.from_numpy(expected), atol=1e-13)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 4])
+def test_other_orders_match_scipy(order):
+    from scipy.interpolate import BSpline
+
+    basis = BSplineBasis(1, grid_size=3, order=order)
+    x = torch.linspace(-1.99, 1.99, 41, dtype=torch.float64)[:, None]
+    expected = BSpline.design_matrix(x[:, 0].numpy(), basis.knots[0].numpy(), order).toarray()
+    assert torch.allclose(basis(x)[:, 0, :], torch.from_numpy(expected), atol=1e-13)
+
+
+def test_gradcheck_inside_and_outside():
+    basis = BSplineBasis(2)
+    x = torch.tensor([[-3.1, 0.3], [1.7, 2.6], [0.05, -1.2]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(basis, (x,), eps=1e-6, atol=1e-7)

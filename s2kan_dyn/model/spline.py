@@ -8,8 +8,10 @@ nearest end, so a spline built on this basis extends linearly instead of
 dropping to zero, and it stays linear in its coefficients everywhere.
 
 The basis is evaluated for all inputs at once with the Cox-de Boor
-recursion (de Boor, "A Practical Guide to Splines", 1978, chapter IX),
-vectorised over the batch, the inputs and the basis index.
+recursion, vectorised over the batch and the inputs. Because the grid is
+uniform, the recursion runs in cell coordinates on only the ``order + 1``
+functions that are nonzero in each sample's cell, and a scatter places them
+in the full basis.
 """
 
 from __future__ import annotations
@@ -104,47 +106,50 @@ class BSplineBasis(nn.Module):
         margin = GRID_MARGIN * (hi - lo)
         self.set_range(lo - margin, hi + margin)
 
-    def _cox_de_boor(self, x: Tensor, degree: int) -> Tensor:
-        """Basis of degree ``degree`` at ``x`` of shape ``(B, n_in)`` inside the range.
-
-        Returns shape ``(B, n_in, n_knots - degree - 1)``.
-        """
-        t = self.knots
-        u = x.unsqueeze(-1)
-        basis = ((u >= t[:, :-1]) & (u < t[:, 1:])).to(x.dtype)
-        for p in range(1, degree + 1):
-            left = (u - t[:, : -p - 1]) / (t[:, p:-1] - t[:, : -p - 1])
-            right = (t[:, p + 1 :] - u) / (t[:, p + 1 :] - t[:, 1:-p])
-            basis = left * basis[..., :-1] + right * basis[..., 1:]
-        return basis
-
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the basis at ``x`` of shape ``(B, n_in)``.
 
         Returns shape ``(B, n_in, n_basis)``. Outside ``[lower, upper]``
         each function is its value at the nearest end plus its slope there
         times the distance, so the result is continuous with a continuous
-        first derivative.
+        first derivative (for ``order >= 2``).
         """
         if x.dim() != 2 or x.shape[1] != self.n_in:
             raise S2KANDynError(
                 f"spline input has shape {tuple(x.shape)}; expected (batch, {self.n_in})"
             )
-        inside = torch.minimum(torch.maximum(x, self.lower), self.upper)
         k = self.order
-        if k == 0:
-            return self._cox_de_boor(inside, 0)
+        width = (self.upper - self.lower) / self.grid_size
 
-        # Order k basis and its derivative, both from the order k-1 basis:
-        # d/dx B_{j,k} = k/(t_{j+k}-t_j) B_{j,k-1} - k/(t_{j+k+1}-t_{j+1}) B_{j+1,k-1}.
-        t = self.knots
-        lower_basis = self._cox_de_boor(inside, k - 1)
-        u = inside.unsqueeze(-1)
-        left = (u - t[:, : -k - 1]) / (t[:, k:-1] - t[:, : -k - 1])
-        right = (t[:, k + 1 :] - u) / (t[:, k + 1 :] - t[:, 1:-k])
-        basis = left * lower_basis[..., :-1] + right * lower_basis[..., 1:]
-        slope = k * (
-            lower_basis[..., :-1] / (t[:, k:-1] - t[:, : -k - 1])
-            - lower_basis[..., 1:] / (t[:, k + 1 :] - t[:, 1:-k])
-        )
-        return basis + slope * (x - inside).unsqueeze(-1)
+        # Position in grid cells, clamped to the range; the cell index has no gradient.
+        position = (x - self.lower) / width
+        inside = position.clamp(0.0, float(self.grid_size))
+        cell = inside.detach().floor().clamp(max=self.grid_size - 1)
+        t = inside - cell
+
+        # Cox-de Boor recursion on the k + 1 functions that are nonzero in the
+        # cell. On integer knots the denominators are the degree p, the left
+        # factor t + p - r - 1 and the right factor r + 1 - t.
+        local = [torch.ones_like(t)]
+        lower_degree = local
+        for p in range(1, k + 1):
+            lower_degree = local
+            saved = torch.zeros_like(t)
+            local = []
+            for r in range(p):
+                share = lower_degree[r] / p
+                local.append(saved + (r + 1 - t) * share)
+                saved = (t + (p - r - 1)) * share
+            local.append(saved)
+
+        values = torch.stack(local, dim=-1)  # (B, n_in, k + 1)
+        if k > 0:
+            # d/dx B_{m,k} = (B_{m,k-1} - B_{m+1,k-1}) / width on a uniform grid,
+            # so slope times distance is that difference times the cells outside.
+            padded = torch.stack([torch.zeros_like(t), *lower_degree, torch.zeros_like(t)], dim=-1)
+            slope = padded[..., :-1] - padded[..., 1:]
+            values = values + slope * (position - inside).unsqueeze(-1)
+
+        index = cell.long().unsqueeze(-1) + torch.arange(k + 1, device=x.device)
+        basis = x.new_zeros(x.shape[0], self.n_in, self.n_basis)
+        return basis.scatter(-1, index, values)
