@@ -21,7 +21,10 @@ fits a vector field that is linear in its coefficients,
    noise variances, which is ``t**2 / (2 ln 2)`` bits of residual code, so
    ``|t| < 4`` (about 11.5 bits) is a description-length test: the term
    saves fewer bits than its coefficient and choice cost.
-4. When no term goes, the windows grow (x2, then x2 again) and the fit
+4. When no term goes, each kept term is checked against swapping it for
+   an eliminated candidate of its equation (nearly collinear terms, such as
+   ``y`` and ``y*z`` on the Lorenz attractor, otherwise survive by chance).
+5. When nothing changes, the windows grow (x2, then x2 again) and the fit
    restarts from the fitted states.
 
 Windows of a whole time unit started cold fall into local minima, which is
@@ -177,7 +180,8 @@ def fit_trajectory_stage(
             deadline = None if time_budget is None else started + time_budget
             record = fit.run_round(deadline)
             removed = fit.eliminate(t_threshold) if not record["stopped"] else []
-            record.update(window=length, eliminated=removed, seconds=time.perf_counter() - started)
+            swapped = fit.swap_terms() if not (record["stopped"] or removed) else []
+            record.update(window=length, eliminated=removed, swapped=swapped, seconds=time.perf_counter() - started)
             rounds.append(record)
             _log_round(len(rounds), record)
             bar.update(1)
@@ -185,7 +189,7 @@ def fit_trajectory_stage(
             if record["stopped"]:
                 out_of_time = True
                 break
-            if not removed:
+            if not removed and not swapped:
                 break
         states = fitted_sample_states(windows, fit.predicted, fit.start, states)
         if out_of_time:
@@ -215,10 +219,10 @@ def fit_trajectory_stage(
 def _log_round(number: int, record: dict) -> None:
     log.info(
         "trajectory stage round %d: window %.3g (%d windows, %d sub-steps, %d dropped), "
-        "%d terms, loss %.4g, %d LM iterations, eliminated %s",
+        "%d terms, loss %.4g, %d LM iterations, eliminated %s, swapped %s",
         number, record["window"], record["n_windows"], record["sub_steps"],
         record["dropped_windows"], record["terms"], record["loss"], record["iterations"],
-        record["eliminated"] or "nothing",
+        record["eliminated"] or "nothing", record["swapped"] or "nothing",
     )
 
 
@@ -527,6 +531,7 @@ class _Fit:
         self.derivatives = derivative_library(library)
         self.coefficients = coefficients  # (T, d) tensor, 0 where inactive
         self.active = active  # (T, d) numpy bool
+        self.candidates = active.copy()
         self.scale = scale  # (d,) state standard deviations
         self.noise_floor = noise_floor
         self.max_iterations = max_iterations
@@ -549,8 +554,8 @@ class _Fit:
     def standard_errors_numpy(self) -> np.ndarray:
         return self.errors.detach().cpu().numpy() * self.active
 
-    def _active_index(self) -> torch.Tensor:
-        flat = np.flatnonzero(self.active.ravel())
+    def _active_index(self, mask=None) -> torch.Tensor:
+        flat = np.flatnonzero((self.active if mask is None else mask).ravel())
         return torch.as_tensor(flat, dtype=torch.long, device=self.coefficients.device)
 
     def _residual(self, predicted) -> torch.Tensor:
@@ -564,11 +569,14 @@ class _Fit:
             return math.inf
         return float(torch.sum(weighted**2))
 
-    def _linearise(self) -> _Linearisation:
-        """Roll out all windows with the tangents of every start state and active coefficient."""
+    def _linearise(self, index=None) -> _Linearisation:
+        """Roll out all windows with the tangents of every start state and of the coefficients at ``index``.
+
+        ``index`` holds flat ``k * d + j`` coefficient indices (default: the active ones).
+        """
         w = self.windows
         n_windows, samples, d = w.observed.shape
-        index = self._active_index()
+        index = self._active_index() if index is None else index
         directions = d + len(index)
         per_direction = n_windows * ((samples - 1) * self.sub_steps + 1) * d
         chunk = max(1, _TANGENT_ELEMENTS // per_direction)
@@ -640,8 +648,8 @@ class _Fit:
         floor = 1e-12 * float(diagonal.max()) if diagonal.numel() else 0.0
         v = v + damping * torch.diag(torch.clamp(diagonal, min=floor))
         u_inverse = torch.linalg.inv(u)
-        reduced = v - torch.einsum("wik,wij,wjl->kl", y, u_inverse, y)
-        rhs = -g_coefficients + torch.einsum("wik,wij,wj->k", y, u_inverse, g_start)
+        reduced, gradient = _reduced_normal_equations(u, y, v, g_start, g_coefficients, u_inverse)
+        rhs = -gradient
         if rhs.numel():
             try:
                 delta_coefficients = torch.linalg.solve(reduced, rhs)
@@ -721,7 +729,7 @@ class _Fit:
         self.errors = torch.zeros_like(self.coefficients)
         if len(index) == 0:
             return
-        reduced = v - torch.einsum("wik,wij,wjl->kl", y, torch.linalg.inv(u), y)
+        reduced, _ = _reduced_normal_equations(u, y, v, None, None)
         try:
             covariance = torch.linalg.inv(reduced)
             errors = torch.sqrt(torch.diagonal(covariance))
@@ -750,3 +758,76 @@ class _Fit:
                 self.errors[k, j] = 0.0
                 removed.append(f"{self.library.terms[k]} from d{name}/dt (|t| = {t_values[k, j]:.2g})")
         return removed
+
+    def swap_terms(self) -> list[str]:
+        """Swap one kept term for an eliminated one where that lowers the loss; return the swaps made.
+
+        Backward elimination keeps whichever of two nearly collinear terms
+        (``y`` and ``y*z`` on the Lorenz attractor) happens to have the
+        larger ``|t|``. Here every swap of a kept term for an eliminated
+        candidate of the same equation is scored on the Gauss-Newton model
+        of the loss at the current fit (start states eliminated, the other
+        kept terms refitted); the best swap of each equation is made if it
+        lowers the loss. The next round refits it through the solver.
+        """
+        d = len(self.scale)
+        index = self._active_index(self.candidates)
+        lin = self._linearise(index)
+        u, y, v, g_start, g_coefficients = self._normal_equations(lin)
+        reduced, gradient = _reduced_normal_equations(u, y, v, g_start, g_coefficients)
+        current = self.coefficients.view(-1)[index]
+        position = {int(flat): p for p, flat in enumerate(index.tolist())}
+        kept = [position[int(flat)] for flat in self._active_index().tolist()]
+
+        swaps = []
+        best_loss = _linearised_loss(reduced, gradient, current, kept)[0]
+        for j, name in enumerate(self.library.state_names):
+            options = []
+            for k in np.flatnonzero(self.active[:, j]):
+                for m in np.flatnonzero(self.candidates[:, j] & ~self.active[:, j]):
+                    trial = [p for p in kept if p != position[k * d + j]] + [position[m * d + j]]
+                    loss, delta = _linearised_loss(reduced, gradient, current, trial)
+                    options.append((loss, k, m, trial, delta))
+            if not options:
+                continue
+            loss, k, m, trial, delta = min(options, key=lambda option: option[0])
+            if loss < best_loss:
+                best_loss, kept = loss, trial
+                self.active[k, j], self.active[m, j] = False, True
+                swaps.append(f"{self.library.terms[k]} -> {self.library.terms[m]} in d{name}/dt")
+                new = torch.zeros_like(current)
+                new[trial] = current[trial] + delta
+                self.coefficients.view(-1)[index] = new
+        return swaps
+
+
+def _reduced_normal_equations(u, y, v, g_start, g_coefficients, u_inverse=None):
+    """Eliminate the block-diagonal start states: return ``(V - sum Y^T U^-1 Y, g_c - sum Y^T U^-1 g_s)``."""
+    u_inverse = torch.linalg.inv(u) if u_inverse is None else u_inverse
+    reduced = v - torch.einsum("wik,wij,wjl->kl", y, u_inverse, y)
+    if g_start is None:
+        return reduced, None
+    gradient = g_coefficients - torch.einsum("wik,wij,wj->k", y, u_inverse, g_start)
+    return reduced, gradient
+
+
+def _linearised_loss(reduced, gradient, current, free):
+    """Return the Gauss-Newton change of the loss when only coefficients ``free`` stay, refitted.
+
+    The others are set to zero. ``reduced`` and ``gradient`` are the normal
+    equations with the start states eliminated, ``current`` the coefficients
+    at which they were formed. Also returns the change of the free coefficients.
+    """
+    free = torch.as_tensor(free, dtype=torch.long, device=current.device)
+    fixed = torch.ones_like(current, dtype=torch.bool)
+    fixed[free] = False
+    delta = torch.zeros_like(current)
+    delta[fixed] = -current[fixed]
+    rhs = -(gradient + reduced @ delta)[free]
+    try:
+        step = torch.linalg.solve(reduced[free][:, free], rhs)
+    except torch.linalg.LinAlgError:
+        return math.inf, None
+    delta[free] = step
+    loss = float(2.0 * gradient @ delta + delta @ reduced @ delta)
+    return loss, step
