@@ -4,7 +4,8 @@ The dictionary is opened in order of cost, which is minimum description
 length applied to the search itself: the first fit has only the identity
 primitive ``x`` (with multiplication nodes, so products of states are
 reachable); the next levels try the polynomial and then each costlier
-primitive beside ``x``, and the last level opens them all with the spline. A level is accepted as soon as its read-out equations fit the
+primitive beside ``x``, then all of them together; the dense spline opens
+last, only when no level reached the noise floor. A level is accepted as soon as its read-out equations fit the
 derivatives down to the noise floor; when none does, the level with the
 shortest description (data bits plus term bits) wins. With every primitive
 open from the start, correlated primitives (x, sin, tanh, spline) share the
@@ -32,9 +33,11 @@ from .readout import Readout, read_out
 
 log = logging.getLogger(__name__)
 
-# Dictionary levels, cheapest first; the spline opens with the last one. Each
-# costlier primitive is tried beside ``x`` alone before they are all combined,
-# because correlated primitives in one fit share the load and cancel.
+# Dictionary levels, cheapest first. Each costlier primitive is tried beside
+# ``x`` alone before they are all combined, because correlated primitives in
+# one fit share the load and cancel. The spline is not in any level: it opens
+# in one more fit, with the last level's primitives, only when no level
+# reaches the noise floor.
 DICTIONARY_LEVELS: tuple[tuple[str, ...], ...] = (
     ("x",),
     ("x", "x^2", "x^3"),
@@ -164,6 +167,7 @@ def fit_derivative_stage(
     seed: int = 0,
     progress: bool = False,
     snap: bool = True,
+    dense_fallback: bool = True,
 ) -> DerivativeStageResult:
     """Fit S2KAN vector fields of growing dictionaries to ``dX = f(X)``.
 
@@ -177,13 +181,15 @@ def fit_derivative_stage(
         lam: weight of the model bits in the MDL objective (default 1).
         n_products: multiplication nodes in the hidden layer (default ``d``).
         levels: hidden-layer primitive sets, cheapest first (default
-            :data:`DICTIONARY_LEVELS`); the spline opens with the last one.
+            :data:`DICTIONARY_LEVELS`).
         schedule: steps of ``fit_gated``'s stages.
         prune_tolerance: read-out pruning level, relative to each derivative's RMS.
         device: torch device of the network.
         seed: seed of the initial values and of the gate noise.
         progress: show progress bars.
         snap: snap read-out coefficients to simple values when the fit holds.
+        dense_fallback: when no level reaches the noise floor, fit once more
+            with the last level's primitives and the spline (default True).
     """
     start = time.perf_counter()
     d = X.shape[1]
@@ -194,20 +200,20 @@ def fit_derivative_stage(
     limit = NOISE_FACTOR * np.nan_to_num(derivative_noise, nan=0.0) / np.where(scale > 0, scale, 1.0) + RELATIVE_FLOOR
     noise_known = bool(np.all(np.isfinite(derivative_noise)))
 
+    attempts = [(tuple(p), False) for p in levels]
+    if dense_fallback:
+        attempts.append((tuple(levels[-1]), True))
     fits: list[LevelFit] = []
     reason = ""
-    for index, primitives in enumerate(levels):
-        spline = index == len(levels) - 1
+    for index, (primitives, spline) in enumerate(attempts):
         level_start = time.perf_counter()
-        model = S2KAN([d, [d, n_products], d], primitives=tuple(primitives), spline=spline, device=device, seed=seed + index)
+        model = S2KAN([d, [d, n_products], d], primitives=primitives, spline=spline, device=device, seed=seed + index)
         record = fit_gated(model, X_t, Y_t, lam=lam, schedule=schedule, progress=progress, seed=seed + index)
         polish_network(model, X_t, Y_t)
         readout = read_out(model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance, snap=snap)
         relative_rmse, bits = description_bits(readout, X, dX)
         at_floor = noise_known and bool(np.all(relative_rmse <= limit))
-        fit = LevelFit(
-            tuple(primitives), spline, model, record, readout, relative_rmse, bits, at_floor, time.perf_counter() - level_start
-        )
+        fit = LevelFit(primitives, spline, model, record, readout, relative_rmse, bits, at_floor, time.perf_counter() - level_start)
         fits.append(fit)
         log.info(
             "derivative matching, dictionary %s%s: %d open gates, %d terms, relative RMSE %s, %.0f bits, %.1f s",
@@ -215,7 +221,7 @@ def fit_derivative_stage(
             np.array2string(relative_rmse, precision=2), bits, fit.seconds,
         )
         if at_floor:
-            reason = f"dictionary {'+'.join(primitives)} fits down to the noise floor"
+            reason = f"dictionary {'+'.join(primitives)}{'+spline' if spline else ''} fits down to the noise floor"
             break
 
     if fits[-1].at_noise_floor:

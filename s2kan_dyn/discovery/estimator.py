@@ -30,7 +30,7 @@ from ..rollout import equations_to_numpy, rollout
 from ..trajectory import as_trajectories, warn_constant_states
 from .derivative_stage import DICTIONARY_LEVELS, DEFAULT_SCHEDULE, fit_derivative_stage
 from .derivatives import smoothed_derivative
-from .readout import has_dense, least_squares
+from .readout import has_dense, least_squares, plain_symbols
 from .selfcheck import agreement_time, network_rollout
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ class SymbolicODE:
         n_products: multiplication nodes in the hidden layer (default: the
             number of states).
         dictionary: hidden-layer primitive sets tried cheapest first (default
-            ``DICTIONARY_LEVELS``); the spline opens with the last.
+            ``DICTIONARY_LEVELS``).
+        dense_fallback: when no set fits down to the noise floor, fit once
+            more with the last set and the dense spline (default True).
         prune_tolerance: terms contributing less than this fraction of a
             derivative's RMS are dropped by the read-out (default 0.01).
         snap: snap read-out coefficients to simple values when the derivative
@@ -88,6 +90,7 @@ class SymbolicODE:
         lam: float = 1.0,
         n_products: int | None = None,
         dictionary: Sequence[Sequence[str]] = DICTIONARY_LEVELS,
+        dense_fallback: bool = True,
         prune_tolerance: float = 1e-2,
         snap: bool = True,
         schedule=DEFAULT_SCHEDULE,
@@ -101,6 +104,7 @@ class SymbolicODE:
         self.lam = lam
         self.n_products = n_products
         self.dictionary = dictionary
+        self.dense_fallback = dense_fallback
         self.prune_tolerance = prune_tolerance
         self.snap = snap
         self.schedule = schedule
@@ -112,7 +116,7 @@ class SymbolicODE:
 
     def get_params(self, deep: bool = True) -> dict:
         """Return the constructor arguments, as scikit-learn's ``get_params`` does."""
-        names = ("stages", "lam", "n_products", "dictionary", "prune_tolerance", "snap", "schedule",
+        names = ("stages", "lam", "n_products", "dictionary", "dense_fallback", "prune_tolerance", "snap", "schedule",
                  "time_budget", "self_check", "device", "random_state", "progress")
         return {name: getattr(self, name) for name in names}
 
@@ -199,7 +203,7 @@ class SymbolicODE:
             report["stages"]["trajectory"] = {"ran": False, "reason": "not requested"}
 
         self.state_names_ = tuple(names)
-        self.equations_ = {name: equations[name] for name in names}
+        self.equations_ = {name: plain_symbols(equations[name]) for name in names}
         self.dense_terms_ = sorted({str(a) for e in self.equations_.values() for a in e.atoms(sp.Function) if has_dense(a)})
         report["dense_terms"] = self.dense_terms_
 
@@ -221,7 +225,7 @@ class SymbolicODE:
         result = fit_derivative_stage(
             X, dX, names, noise, lam=self.lam, n_products=self.n_products, levels=self.dictionary,
             schedule=self.schedule, prune_tolerance=self.prune_tolerance, device=self.device, seed=seed,
-            progress=progress, snap=self.snap,
+            progress=progress, snap=self.snap, dense_fallback=self.dense_fallback,
         )
         best = result.best
         self.network_ = best.model

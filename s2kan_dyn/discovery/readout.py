@@ -70,6 +70,17 @@ class Readout:
     rounds: list[dict] = field(default_factory=list)
 
 
+def plain_symbols(expr: sp.Expr) -> sp.Expr:
+    """Replace every symbol of ``expr`` by a plain ``Symbol`` of the same name (no assumptions).
+
+    The term library works with real symbols; the catalog's truth and users'
+    ``sympy.Symbol("x")`` have none, and sympy only equates symbols whose
+    assumptions agree.
+    """
+    expr = sp.sympify(expr)
+    return expr.xreplace({s: sp.Symbol(s.name) for s in expr.free_symbols})
+
+
 def has_dense(expr: sp.Expr) -> bool:
     """Return whether ``expr`` contains a dense (spline) edge, an undefined sympy function."""
     return bool(sp.sympify(expr).atoms(AppliedUndef))
@@ -331,4 +342,5 @@ def read_out(
         for term, coef in pairs:
             equations[name] = equations[name] + coef * term
             dense_terms.append(str(term))
+    equations = {name: plain_symbols(expr) for name, expr in equations.items()}
     return Readout(library, coefficients, active, equations, sorted(set(dense_terms)), rounds)
