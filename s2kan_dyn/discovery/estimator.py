@@ -370,6 +370,23 @@ class SymbolicODE:
         total = np.where(total > 0, total, 1.0)
         return float(np.mean(1.0 - residual / total))
 
+    def save(self, path):
+        """Write the fitted model to ``path`` as plain data (JSON and safetensors, no pickle); return the path."""
+        from .persist import save_symbolic_ode
+
+        return save_symbolic_ode(self, path)
+
+    @classmethod
+    def load(cls, path, device: str | torch.device | None = None) -> "SymbolicODE":
+        """Read a model written by :meth:`save`; the network goes to ``device`` (default the CPU).
+
+        Raises:
+            ModelFileError: the file is missing, damaged, tampered with or of another format.
+        """
+        from .persist import load_symbolic_ode
+
+        return load_symbolic_ode(path, cls, device=device)
+
 
 def _states(x, d: int) -> np.ndarray:
     try:
