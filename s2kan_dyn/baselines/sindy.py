@@ -14,8 +14,13 @@ Rule used for every system, fixed in code:
   finite differences (pysindy ``SmoothedFiniteDifference``, window 11,
   order 3) when ``smooth=True``. They are computed once on each whole
   trajectory, before the split.
-- Threshold: the last ``validation_fraction`` (20 %) of the samples of
-  every trajectory is held out. STLSQ is fitted on the rest for each
+- Threshold: every trajectory is cut into contiguous blocks of about
+  :data:`VALIDATION_BLOCK` samples (at least 5 blocks), and every fifth
+  block (``validation_fraction`` = 20 %) is held out. Blocks spread the
+  held-out samples over the whole trajectory, so that a transient followed
+  by a long rest is represented in both parts, and keep them apart from
+  the training samples by more than the smoothing window. STLSQ is fitted
+  on the rest for each
   threshold of :data:`THRESHOLDS`, and each fit is scored on the held-out
   rows by the normalised derivative error ``mean_i MSE_i / var_i`` (the
   mean over states of 1 - R^2). The chosen threshold is the largest one
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 # STLSQ thresholds tried, in the units of the coefficients: 1e-3 to 10.
 THRESHOLDS = tuple(float(v) for v in np.logspace(-3, 1, 13))
 VALIDATION_FRACTION = 0.2
+VALIDATION_BLOCK = 20
 VALIDATION_TOLERANCE = 0.1
 VALIDATION_FLOOR = 1e-6
 SMOOTHER_WINDOW = 11
@@ -86,7 +92,8 @@ class SINDyBaseline:
         n_frequencies: frequencies of the Fourier terms, default 1.
         smooth: smoothed finite differences (use for noisy data), default False.
         thresholds: STLSQ thresholds to choose from, default :data:`THRESHOLDS`.
-        validation_fraction: held-out share of each trajectory's samples, default 0.2.
+        validation_fraction: held-out share of each trajectory's samples, default 0.2
+            (every ``round(1 / validation_fraction)``-th block).
         alpha: STLSQ ridge weight, default 0.05 (pysindy's). STLSQ refits the
             kept terms without it (``unbias=True``).
 
@@ -163,7 +170,7 @@ class SINDyBaseline:
             "threshold": self.threshold_,
             "rule": (
                 f"largest threshold with validation error <= (1 + {VALIDATION_TOLERANCE}) * lowest "
-                f"+ {VALIDATION_FLOOR}, on the last {self.validation_fraction:g} of each trajectory"
+                f"+ {VALIDATION_FLOOR}, on every {self._period()}th block of about {VALIDATION_BLOCK} samples"
             ),
             "validation_errors": {f"{k:.4g}": v for k, v in self.validation_errors_.items()},
             "fit_seconds": seconds,
@@ -201,22 +208,27 @@ class SINDyBaseline:
             )
         return ps.FiniteDifference(order=FD_ORDER)
 
+    def _period(self) -> int:
+        return max(2, int(round(1 / self.validation_fraction)))
+
     def _split(self, trajs: list[Trajectory], derivatives: list[np.ndarray]):
+        period = self._period()
         train = ([], [], [])
         valid = ([], [])
         for tr, dx in zip(trajs, derivatives):
             n = tr.n_samples
-            cut = n - max(1, int(round(self.validation_fraction * n)))
-            if cut < 5:
+            n_blocks = max(period, n // VALIDATION_BLOCK)
+            held = (np.arange(n) * n_blocks // n) % period == period - 1
+            if np.count_nonzero(~held) < 5:
                 raise DataError(
-                    f"{tr.source}: {n} samples leave {cut} for training after holding out "
-                    f"{self.validation_fraction:g}; give a longer series."
+                    f"{tr.source}: {n} samples leave {np.count_nonzero(~held)} for training after holding "
+                    f"out {self.validation_fraction:g} for validation; give a longer series."
                 )
-            train[0].append(tr.x[:cut])
-            train[1].append(tr.t[:cut])
-            train[2].append(dx[:cut])
-            valid[0].append(tr.x[cut:])
-            valid[1].append(dx[cut:])
+            train[0].append(tr.x[~held])
+            train[1].append(tr.t[~held])
+            train[2].append(dx[~held])
+            valid[0].append(tr.x[held])
+            valid[1].append(dx[held])
         return train, (np.concatenate(valid[0]), np.concatenate(valid[1]))
 
     def _fit_once(self, ps, threshold: float, xs, ts, derivatives):
