@@ -1,0 +1,93 @@
+"""Write the project's copy of the ODEBench equations, s2kan_dyn/datasets/odebench.json.
+
+ODEBench is the set of 63 ODEs (most from Strogatz's textbook) of the
+ODEFormer paper: d'Ascoli, Becker, Mathis, Schwaller, Kilbertus (2023),
+"ODEFormer: symbolic regression of dynamical systems with transformers",
+repository sdascoli/odeformer, MIT licence. The copy keeps, per system, its
+equations with named constants, the constants' values, the two initial
+conditions, the time span and sample count, and the class of the right-hand
+side. It drops the reference trajectories because the benchmark recomputes them.
+
+Run once from the repository root with the reformatted ODEBench JSON:
+
+    python benchmarks/make_odebench_copy.py PATH/TO/odebench.json
+
+The output is written in the project's own layout (states named x0, x1, ...,
+``**`` for powers); every equation is parsed with sympy before writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import sympy
+
+OUT = Path(__file__).resolve().parents[1] / "s2kan_dyn" / "datasets" / "odebench.json"
+
+
+def convert_equation(text: str) -> str:
+    """Rename x_i to x<i> and c_i to c<i>, write powers as ``**`` and check that sympy parses it."""
+    text = re.sub(r"\bx_(\d+)\b", r"x\1", text)
+    text = re.sub(r"\bc_(\d+)\b", r"c\1", text)
+    text = text.replace("^", "**")
+    text = re.sub(r"\s+", " ", text).strip()
+    sympy.sympify(text, locals={f"x{i}": sympy.Symbol(f"x{i}") for i in range(10)})
+    return text
+
+
+def convert(system: dict) -> dict:
+    dim = int(system["dim"])
+    return {
+        "id": int(system["id"]),
+        "name": system["name"],
+        "states": [f"x{i}" for i in range(dim)],
+        "equations": [convert_equation(e) for e in system["equations"]],
+        "constants": {k.replace("_", ""): float(v) for k, v in system["constants"].items()},
+        "initial_conditions": [[float(v) for v in ic] for ic in system["init_conditions"]],
+        "t_span": [float(v) for v in system["t_span"]],
+        "n_points": int(system["n_points"]),
+        "rhs_class": system["rhs_class"],
+        "chaotic": bool(system["chaotic"]),
+        "reference": system.get("source", ""),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the reformatted ODEBench JSON file")
+    parser.add_argument("--out", default=str(OUT), help=f"output file (default {OUT})")
+    args = parser.parse_args()
+
+    data = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    systems = [convert(s) for s in data["systems"]]
+    copy = {
+        "benchmark": "ODEBench",
+        "source": (
+            "d'Ascoli, Becker, Mathis, Schwaller, Kilbertus (2023), ODEFormer: symbolic regression "
+            "of dynamical systems with transformers; repository sdascoli/odeformer, file "
+            "odeformer/odebench/strogatz_extended.json"
+        ),
+        "licence": "MIT",
+        "conventions": (
+            "states x0..x{dim-1}, constants c0.. with values in 'constants', '**' for powers; "
+            "fit on initial_conditions[0], test on initial_conditions[1]; n_points samples "
+            "evenly spaced over t_span"
+        ),
+        "systems": systems,
+    }
+    # One system per line keeps the file short and its diffs readable.
+    header = {k: v for k, v in copy.items() if k != "systems"}
+    lines = [json.dumps(header, indent=1)[:-2] + ',\n "systems": [']
+    lines.append(",\n".join("  " + json.dumps(s) for s in systems))
+    lines.append(" ]\n}\n")
+    text = "\n".join(lines)
+    json.loads(text)
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {len(systems)} systems to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
