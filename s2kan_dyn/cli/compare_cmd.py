@@ -1,0 +1,161 @@
+"""``s2kan-dyn compare``: fit S2KAN and SINDy on the same data and score both the same way."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..errors import S2KANDynError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.json"
+TABLE_NAME = "table.md"
+PLOT_NAME = "forecasts.png"
+FORMAT = "s2kan-dyn-compare-report"
+DEFAULT_TEST_FRACTION = 0.25
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare S2KAN with SINDy on one system or data file",
+        description="Fit each method on the same training data, print one table (terms found, F1, "
+        "coefficient error, derivative R^2, valid prediction time, fit time), and write table.md, "
+        "forecasts.png (every method's forecast against the held-out data) and report.json into --out. "
+        "Catalog and ODEBench systems are tested from a new initial state; for a data file or a "
+        "shipped series the last part of the series is held out.",
+    )
+    parser.add_argument("name", nargs="?", metavar="NAME",
+                        help="catalog system (lorenz, ...), ODEBench system (odebench_01, ...) or shipped data set (lynx_hare)")
+    parser.add_argument("--data", metavar="FILE", help="trajectories in a .csv or .npz file, instead of NAME")
+    parser.add_argument("--time-column", metavar="COLUMN", help="time column of --data (default t, time or the first column)")
+    parser.add_argument("--states", metavar="A,B,...", help="state columns of --data, comma-separated (default all others)")
+    parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, metavar="F",
+                        help="data files: fraction of the last trajectory held out (default 0.25)")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="LEVEL",
+                        help="simulated systems: noise as a fraction of each state's standard deviation (default 0)")
+    parser.add_argument("--coarse", action="store_true", help="simulated systems: sample at 5x the default step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initial states, noise and fits (default 0)")
+    parser.add_argument("--methods", default="s2kan,sindy", metavar="M1,M2",
+                        help="methods, comma-separated: s2kan, sindy (default both)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="time limit of SymbolicODE's trajectory stage (default none)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out and overwrite --report")
+    parser.set_defaults(run=run)
+
+
+def load_case(args):
+    """Return the :class:`~s2kan_dyn.benchmark.Case` that the arguments name."""
+    import systems
+
+    from .. import datasets
+    from ..benchmark import case_from_series, case_from_system, odebench
+    from ..io import load_trajectories
+
+    if (args.name is None) == (args.data is None):
+        raise S2KANDynError("give either NAME (a system or data set) or --data FILE, not both and not neither.")
+    if args.data is not None:
+        states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
+        trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
+        return case_from_series("compare", Path(args.data).stem, trajectories, args.test_fraction, args.seed)
+    if args.name in datasets.names():
+        return case_from_series("compare", args.name, [datasets.load(args.name)], args.test_fraction, args.seed)
+
+    sampling = "coarse" if args.coarse else "default"
+    if args.name in odebench.names():
+        system = odebench.get(args.name)
+        test_x0 = [odebench.held_out_initial_condition(args.name)]
+        return case_from_system("compare", system, args.noise, sampling, args.seed, test_x0=test_x0)
+    if args.name in systems.names():
+        return case_from_system("compare", systems.get(args.name), args.noise, sampling, args.seed)
+    known = systems.names() + datasets.names() + odebench.names()
+    raise UnknownNameError("system or data set", args.name, known)
+
+
+def comparison_table(results: dict, has_truth: bool) -> str:
+    """Return the markdown table of the methods' figures."""
+    header = ["method", "terms found", "F1", "coef. error", "derivative R^2", "VPT", "fit time (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, m in results.items():
+        vpt = _fmt(m.get("vpt"))
+        if m.get("vpt_lyapunov") is not None:
+            vpt += f" ({m['vpt_lyapunov']:.2f} Lyapunov times)"
+        cells = [
+            method,
+            str(m.get("n_terms_found", "-")),
+            _fmt(m.get("f1")) if has_truth else "-",
+            _fmt(m.get("coef_error")) if has_truth else "-",
+            _fmt(m.get("r2"), 6) if has_truth else "-",
+            vpt,
+            _fmt(m.get("fit_seconds")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def run(args) -> int:
+    from ..benchmark import evaluate
+    from ..benchmark.executors import pin_threads
+    from ..benchmark.methods import check_methods
+    from ..benchmark.plots import plot_forecasts
+    from ..benchmark.results import versions
+    from ..io import atomic_path
+    from ..report import equation_strings, write_report
+    from .discover_cmd import prepare_output
+
+    started = time.perf_counter()
+    methods = check_methods(args.methods.split(","))
+    if not methods:
+        raise S2KANDynError("--methods is empty; give s2kan, sindy or both.")
+    case = load_case(args)
+    # Rejects a non-empty --out (or an existing --report) without --force, as discover does.
+    out = prepare_output(args, case.system)
+    pin_threads()
+
+    evaluations = {}
+    for method in methods:
+        log.info("fitting %s on %s", method, case.label)
+        evaluations[method] = evaluate(case, method, time_budget=args.time_budget)
+    results = {method: e.metrics for method, e in evaluations.items()}
+    has_truth = case.truth is not None
+
+    table = comparison_table(results, has_truth)
+    print(table)
+    with atomic_path(out / TABLE_NAME) as tmp:
+        tmp.write_text(f"# {case.label}\n\n{table}\n", encoding="utf-8")
+
+    test = case.tests[0]
+    first = case.first_scored
+    plot_forecasts(
+        out / PLOT_NAME, test.t, test.x, {m: e.predictions[0] for m, e in evaluations.items()},
+        case.state_names, title=f"{case.system}: forecasts from a held-out start",
+    )
+    report = {
+        "format": FORMAT,
+        "source": case.system,
+        "case": {"suite": case.suite, "noise": case.noise, "sampling": case.sampling, "seed": case.seed,
+                 "first_scored_sample": first, "n_test_starts": len(case.tests)},
+        "states": list(case.state_names),
+        "truth": equation_strings(case.truth),
+        "methods": {
+            method: {"equations": e.metrics["equations"], "metrics": e.metrics, "fit": e.fitted.details}
+            for method, e in evaluations.items()
+        },
+        "settings": {k: v for k, v in vars(args).items() if k != "run"},
+        "versions": versions(),
+        "files": [TABLE_NAME, PLOT_NAME],
+        "seconds": time.perf_counter() - started,
+    }
+    write_report(out / REPORT_NAME, report)
+    if args.report:
+        write_report(args.report, report)
+    log.info("compare %s: files in %s", case.system, out)
+    return 0
