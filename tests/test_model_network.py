@@ -237,3 +237,35 @@ def test_config_rebuilds_same_shapes():
     model = S2KAN([3, [3, 3], 3], primitives=("x", "sin"), grid_size=4)
     rebuilt = S2KAN(**model.config)
     assert [tuple(p.shape) for p in rebuilt.parameters()] == [tuple(p.shape) for p in model.parameters()]
+
+
+def test_to_sympy_cap_raises_before_expanding():
+    model = S2KAN([3, [3, 3], 3], seed=0)
+    model.eval()
+    with pytest.raises(S2KANDynError, match="max_terms=100"):
+        model.to_sympy(["x", "y", "z"], max_terms=100)
+
+
+def test_to_sympy_deep_network_all_open_capped():
+    model = S2KAN([2, [2, 2], [2, 1], 1], seed=0)
+    model.eval()
+    with pytest.raises(S2KANDynError, match="close more gates"):
+        model.to_sympy(["x", "y"])
+
+
+def test_to_sympy_deep_network_sparse():
+    model = S2KAN([2, [1, 1], 1, 1], primitives=("x", "sin"), seed=0)
+    for layer in model.layers:
+        mask = torch.zeros_like(layer.gates.fixed)
+        mask[..., 0] = 1.0
+        layer.gates.fix(mask)
+    mask = model.layers[1].gates.fixed.clone()
+    mask[0, 1, 1] = 1.0
+    model.layers[1].gates.fix(mask)
+    model.eval()
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expression = model.to_sympy([X, Y])[0]
+    function = sympy.lambdify((X, Y), expression, "math")
+    got = torch.tensor([function(*row) for row in x.tolist()], dtype=torch.float64)
+    assert expression.has(sympy.sin)
+    assert torch.allclose(got, model(x).detach()[:, 0], rtol=1e-12, atol=1e-12)

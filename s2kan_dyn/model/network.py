@@ -28,7 +28,16 @@ logger = logging.getLogger(__name__)
 
 # expand() hints of to_sympy: distribute products and powers, but keep
 # exp(a + b) and log(a*b) whole, so every function argument stays one piece.
-EXPAND_HINTS = {"power_exp": False, "power_base": False, "log": False}
+# Expansion is shallow because the arguments are sums already: sympy
+# distributes a number over a sum, and each product node is expanded before
+# it becomes an argument. A deep expansion of Lorenz-sized networks took
+# seconds longer for the same result.
+EXPAND_HINTS = {"deep": False, "power_exp": False, "power_base": False, "log": False}
+# Default cap of S2KAN.to_sympy's work estimate. A [3, [3, 3], 3] network
+# with every gate open estimates about 17,000 and took 7 to 12 s on one core
+# of a shared 2-core machine. The cap stops a far larger expansion before it
+# starts.
+MAX_SYMPY_TERMS = 50_000
 
 
 def parse_widths(widths: Sequence[int | Sequence[int]]) -> list[tuple[int, int]]:
@@ -246,7 +255,9 @@ class S2KAN(nn.Module):
             edges.extend((index, o, i) for o, i in spline_open.nonzero().tolist())
         return edges
 
-    def to_sympy(self, input_names: Sequence[str | sympy.Symbol]) -> list[sympy.Expr]:
+    def to_sympy(
+        self, input_names: Sequence[str | sympy.Symbol], max_terms: int = MAX_SYMPY_TERMS
+    ) -> list[sympy.Expr]:
         """Compose the open terms layer by layer into one expression per output.
 
         The expressions are in original units (input and output scaling
@@ -256,6 +267,15 @@ class S2KAN(nn.Module):
 
         Args:
             input_names: ``n_in`` names (or sympy symbols) of the inputs.
+            max_terms: cap on a rough estimate of the work, in terms
+                (default ``MAX_SYMPY_TERMS``). An open ``x`` term on a node of
+                n terms counts n, any other open term n^2 (a function of a
+                long sum costs far more to build and expand), and each
+                expanded product the product of its factors' term counts.
+
+        Raises:
+            S2KANDynError: wrong number of names, or the estimate exceeds
+                ``max_terms``; close more gates or raise the cap.
         """
         if len(input_names) != self.n_in:
             raise S2KANDynError(
@@ -266,17 +286,40 @@ class S2KAN(nn.Module):
         y_scale = self.y_scale.cpu().tolist()
 
         nodes = [s / sympy.Float(scale) for s, scale in zip(symbols, x_scale)]
+        estimate = 0
         for index, layer in enumerate(self.layers):
+            sizes = torch.tensor([_n_terms(node) for node in nodes], dtype=torch.float64)
+            open_terms = layer.open_terms().to(torch.float64).cpu()
+            linear = torch.tensor([name == "x" for name in layer.primitive_names] + [False])
+            estimate += int((open_terms[..., linear].sum(-1) * sizes).sum())
+            estimate += int((open_terms[..., ~linear].sum(-1) * sizes**2).sum())
+            self._check_estimate(estimate, max_terms, index)
             sub_nodes = layer.edge_sympy(nodes, layer_index=index)
+
             n_sum, n_mult = self.levels[index + 1]
-            products = [
-                sub_nodes[n_sum + 2 * j] * sub_nodes[n_sum + 2 * j + 1] for j in range(n_mult)
-            ]
+            products = []
+            for j in range(n_mult):
+                left, right = sub_nodes[n_sum + 2 * j], sub_nodes[n_sum + 2 * j + 1]
+                estimate += _n_terms(left) * _n_terms(right)
+                self._check_estimate(estimate, max_terms, index)
+                products.append(sympy.expand(left * right, **EXPAND_HINTS))
             nodes = sub_nodes[:n_sum] + products
 
-        # NOTE: expansion is not capped; with nonlinear primitives on the
-        # output layer of a deep network it can take minutes.
         return [
             sympy.expand(sympy.Float(scale) * node, **EXPAND_HINTS)
             for node, scale in zip(nodes, y_scale)
         ]
+
+    @staticmethod
+    def _check_estimate(estimate: int, max_terms: int, index: int) -> None:
+        if estimate > max_terms:
+            raise S2KANDynError(
+                f"to_sympy would build about {estimate} terms by layer {index}, over "
+                f"max_terms={max_terms}; close more gates (fit with a larger lambda, or "
+                "freeze_gates) or pass a larger max_terms"
+            )
+
+
+def _n_terms(expression: sympy.Expr) -> int:
+    """Number of terms of a sum, 1 for anything else."""
+    return len(expression.args) if isinstance(expression, sympy.Add) else 1
