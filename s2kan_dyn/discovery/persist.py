@@ -13,6 +13,7 @@ copies the tensors in, so nothing in the file is executed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from pathlib import Path
@@ -26,8 +27,8 @@ from ..persistence import load_model_file, save_model_file
 
 MODEL_CLASS = "SymbolicODE"
 NETWORK_PREFIX = "network."
-# Keys of S2KAN.config, the network's constructor arguments.
-NETWORK_CONFIG_KEYS = ("widths", "primitives", "output_primitives", "spline", "grid_size", "output_spline")
+# S2KAN constructor arguments that a file may not set: they are chosen at load time.
+NETWORK_LOAD_ARGUMENTS = ("self", "dtype", "device", "seed")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -87,11 +88,12 @@ def network_from_data(config: Any, tensors: Mapping[str, torch.Tensor], device: 
     """
     from ..model.network import S2KAN
 
-    if not isinstance(config, dict) or set(config) != {*NETWORK_CONFIG_KEYS, "dtype"}:
+    accepted = set(inspect.signature(S2KAN.__init__).parameters) - set(NETWORK_LOAD_ARGUMENTS)
+    if not isinstance(config, dict) or "widths" not in config or not set(config) - {"dtype"} <= accepted:
         raise ModelFileError(f"{where}: network settings {config!r} are invalid; the file is damaged.")
-    if config["dtype"] not in DTYPES:
-        raise ModelFileError(f"{where}: network dtype {config['dtype']!r} is not one of {sorted(DTYPES)}.")
-    arguments = {key: config[key] for key in NETWORK_CONFIG_KEYS}
+    if config.get("dtype") not in DTYPES:
+        raise ModelFileError(f"{where}: network dtype {config.get('dtype')!r} is not one of {sorted(DTYPES)}.")
+    arguments = {key: value for key, value in config.items() if key != "dtype"}
     try:
         network = S2KAN(**arguments, dtype=DTYPES[config["dtype"]], device=device)
     except (S2KANDynError, TypeError, KeyError) as exc:
