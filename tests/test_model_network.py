@@ -269,3 +269,13 @@ def test_to_sympy_deep_network_sparse():
     got = torch.tensor([function(*row) for row in x.tolist()], dtype=torch.float64)
     assert expression.has(sympy.sin)
     assert torch.allclose(got, model(x).detach()[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_set_scaling_from_data_zero_column(caplog):
+    model = S2KAN([2, 1])
+    x = torch.tensor([[3.0, 0.0], [-4.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[6.0], [8.0]], dtype=torch.float64)
+    with caplog.at_level("WARNING"):
+        model.set_scaling_from_data(x, y)
+    assert model.x_scale[1].item() == 1.0
+    assert "input columns [1]" in caplog.text

@@ -204,10 +204,21 @@ class S2KAN(nn.Module):
             buffer.copy_(value)
 
     def set_scaling_from_data(self, x: Tensor, y: Tensor) -> None:
-        """Set the scales to the RMS of each column of ``x`` ``(B, n_in)`` and ``y`` ``(B, n_out)``."""
-        x_rms = x.to(self.x_scale).pow(2).mean(dim=0).sqrt()
-        y_rms = y.to(self.y_scale).pow(2).mean(dim=0).sqrt()
-        self.set_scaling(x_rms, y_rms)
+        """Set the scales to the RMS of each column of ``x`` ``(B, n_in)`` and ``y`` ``(B, n_out)``.
+
+        A column that is zero throughout gets scale 1, with a warning.
+        """
+        scales = []
+        for name, data, buffer in (("input", x, self.x_scale), ("output", y, self.y_scale)):
+            rms = data.to(buffer).pow(2).mean(dim=0).sqrt()
+            zero = rms == 0
+            if bool(zero.any()):
+                logger.warning(
+                    "%s columns %s are zero throughout; their scale is set to 1",
+                    name, zero.nonzero().flatten().tolist(),
+                )
+            scales.append(torch.where(zero, torch.ones_like(rms), rms))
+        self.set_scaling(*scales)
 
     @torch.no_grad()
     def update_grids(self, x: Tensor) -> None:
