@@ -147,8 +147,10 @@ class SINDyBaseline:
         self.state_names_ = trajs[0].state_names
         ps = _pysindy()
 
-        with single_blas_thread(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
+        # pysindy and scikit-learn warn on every thresholded fit that keeps no
+        # term or is ill-conditioned; those are counted and logged once below.
+        with single_blas_thread(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             derivatives = [self._differentiation(ps)(tr.x, tr.t) for tr in trajs]
             train, valid = self._split(trajs, derivatives)
             self.validation_errors_ = {
@@ -158,6 +160,10 @@ class SINDyBaseline:
             self.model_ = self._fit_once(
                 ps, self.threshold_, [tr.x for tr in trajs], [tr.t for tr in trajs], derivatives
             )
+
+        if caught:
+            kinds = sorted({f"{w.category.__name__}: {str(w.message)[:80]}" for w in caught})
+            log.debug("SINDy fits raised %d warning(s): %s", len(caught), "; ".join(kinds[:3]))
 
         self.coefficients_ = np.asarray(self.model_.coefficients(), dtype=float)
         self.feature_names_ = list(self.model_.get_feature_names())

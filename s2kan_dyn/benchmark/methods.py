@@ -52,8 +52,8 @@ class FittedMethod:
         """Roll out from ``x0`` over times ``t``; ``scale`` (the data) sets the divergence bound."""
         if self.dense_terms:
             return _network_forecast(self.model, x0, t)
-        field_ = equations_to_numpy(self.equations, list(self.equations))
-        return rollout(field_, x0, t, scale=scale)
+        vector_field = equations_to_numpy(self.equations, self.model.state_names_)
+        return rollout(vector_field, x0, t, scale=scale)
 
 
 def _fit_s2kan(case: Case, time_budget: float | None) -> FittedMethod:

@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..errors import S2KANDynError, UnknownNameError
+from ..errors import OutputExistsError, S2KANDynError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,22 @@ def load_case(args):
     raise UnknownNameError("system or data set", args.name, known)
 
 
+def prepare_output(args) -> Path:
+    """Create ``--out``; reject a non-empty folder or an existing ``--report`` without ``--force``."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file; give a folder.")
+    if not args.force:
+        if out.is_dir() and any(out.iterdir()):
+            raise OutputExistsError(f"output folder {out} is not empty; pass --force or choose another --out.")
+        if args.report and Path(args.report).exists():
+            raise OutputExistsError(f"--report {args.report} exists; pass --force to overwrite it.")
+    out.mkdir(parents=True, exist_ok=True)
+    # An old report would pass for this run's result if this run failed.
+    (out / REPORT_NAME).unlink(missing_ok=True)
+    return out
+
+
 def comparison_table(results: dict, has_truth: bool) -> str:
     """Return the markdown table of the methods' figures."""
     header = ["method", "terms found", "F1", "coef. error", "derivative R^2", "VPT", "fit time (s)"]
@@ -109,15 +125,13 @@ def run(args) -> int:
     from ..benchmark.results import versions
     from ..io import atomic_path
     from ..report import equation_strings, write_report
-    from .discover_cmd import prepare_output
 
     started = time.perf_counter()
     methods = check_methods(args.methods.split(","))
     if not methods:
         raise S2KANDynError("--methods is empty; give s2kan, sindy or both.")
     case = load_case(args)
-    # Rejects a non-empty --out (or an existing --report) without --force, as discover does.
-    out = prepare_output(args, case.system)
+    out = prepare_output(args)
     pin_threads()
 
     evaluations = {}
