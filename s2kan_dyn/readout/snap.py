@@ -10,11 +10,10 @@ On noise-free data this is also the test of structure: the right structure
 drops to round-off once its constants are snapped, while a wrong one that
 fitted to 1e-12 with free constants gets worse.
 
-Order of work: every round, each free constant is ranked by the relative
-distance to its nearest simple candidate (the most obviously simple first);
-the candidates of a constant are tried simplest first (zero, integers,
-fractions with small denominators, then multiples of pi); the first one
-whose refit stays within the tolerance is kept.
+Order of work: the candidates of all free constants are tried simplest
+first (zero, small integers, fractions with small denominators, multiples
+of pi), nearest first among equally simple ones; the first snap whose
+refit stays within the tolerance is kept, and the list is rebuilt.
 """
 
 from __future__ import annotations
@@ -178,7 +177,7 @@ class _Refitter:
     def rmse(self, theta: np.ndarray) -> float:
         return float(np.sqrt(np.mean(self.residual(theta) ** 2)))
 
-    def refit(self, theta: np.ndarray, free: np.ndarray) -> np.ndarray:
+    def refit(self, theta: np.ndarray, free: np.ndarray, max_nfev: int = 200) -> np.ndarray:
         """Return ``theta`` with its ``free`` entries refitted by least squares."""
         theta = theta.copy()
         if not free.any():
@@ -195,7 +194,7 @@ class _Refitter:
         start = theta[free].copy()
         method = "lm" if free.sum() <= self.y.size else "trf"
         try:
-            solution = scipy.optimize.least_squares(fun, start, jac=jac, method=method, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=200)
+            solution = scipy.optimize.least_squares(fun, start, jac=jac, method=method, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
         except (ValueError, np.linalg.LinAlgError) as error:
             log.debug("refit of %d constants failed (%s); keeping the start values", int(free.sum()), error)
             theta[free] = start
@@ -221,7 +220,8 @@ def snap_constants(
     window: float = 0.25,
     pi_multiples: bool = True,
     max_candidates: int = 6,
-    max_rounds: int = 20,
+    max_rounds: int = 100,
+    max_nfev: int = 200,
 ) -> SnapResult:
     """Snap the float constants of ``expr`` to simple values while the fit holds.
 
@@ -242,7 +242,8 @@ def snap_constants(
         window: relative half-width of the window of candidates (default 0.25).
         pi_multiples: also snap to rational multiples of pi (default True).
         max_candidates: candidates tried per constant and round, simplest first (default 6).
-        max_rounds: cap on the number of rounds over all free constants.
+        max_rounds: cap on the number of snaps kept.
+        max_nfev: cap on residual evaluations of each refit after a snap.
 
     Returns:
         A :class:`SnapResult`.
@@ -274,22 +275,26 @@ def snap_constants(
     limit = rmse_ref * (1.0 + tolerance) + _ROUNDOFF * float(np.sqrt(np.mean(y**2)))
     snapped: dict[int, sp.Expr] = {}
 
-    # Each round tries every free constant once; rounds repeat while some snap
-    # holds, because a snap moves the refitted values of the others.
+    # Trials go simplest candidate first over all free constants (then the
+    # nearest); after a snap holds, the list is rebuilt from the refitted
+    # values, and a (constant, value) pair that failed is not tried again.
+    failed: set[tuple[int, sp.Expr]] = set()
     for _ in range(max_rounds):
         accepted = False
-        for k in _snap_order(theta, free, max_denominator, window, pi_multiples):
-            for candidate in snap_number(theta[k], max_denominator, window, pi_multiples)[:max_candidates]:
-                trial = theta.copy()
-                trial[k] = float(candidate.value)
-                trial_free = free.copy()
-                trial_free[k] = False
-                trial = refitter.refit(trial, trial_free)
-                if refitter.rmse(trial) <= limit:
-                    theta, free = trial, trial_free
-                    snapped[k] = candidate.value
-                    accepted = True
-                    break
+        for _, _, k, candidate in _trials(theta, free, max_denominator, window, pi_multiples, max_candidates):
+            if (k, candidate.value) in failed:
+                continue
+            trial = theta.copy()
+            trial[k] = float(candidate.value)
+            trial_free = free.copy()
+            trial_free[k] = False
+            trial = refitter.refit(trial, trial_free, max_nfev)
+            if refitter.rmse(trial) <= limit:
+                theta, free = trial, trial_free
+                snapped[k] = candidate.value
+                accepted = True
+                break
+            failed.add((k, candidate.value))
         if not accepted or not free.any():
             break
 
@@ -300,16 +305,17 @@ def snap_constants(
     return SnapResult(result, rmse_ref, rmse_after, len(snapped), int(free.sum()))
 
 
-def _snap_order(theta: np.ndarray, free: np.ndarray, max_denominator: int, window: float, pi_multiples: bool) -> list[int]:
-    """Order the free constants by the relative distance to their nearest candidate."""
-    distances = []
+def _trials(
+    theta: np.ndarray, free: np.ndarray, max_denominator: int, window: float, pi_multiples: bool, max_candidates: int
+) -> list[tuple[float, float, int, SnapCandidate]]:
+    """List ``(bits, relative distance, constant index, candidate)`` for the free constants, simplest first."""
+    trials = []
     for k in np.flatnonzero(free):
-        candidates = snap_number(theta[k], max_denominator, window, pi_multiples)
-        if not candidates:
-            continue
-        nearest = min(abs(float(c.value) - theta[k]) for c in candidates)
-        distances.append((nearest / max(abs(theta[k]), 1.0), int(k)))
-    return [k for _, k in sorted(distances)]
+        for candidate in snap_number(theta[k], max_denominator, window, pi_multiples)[:max_candidates]:
+            distance = abs(float(candidate.value) - theta[k]) / max(abs(theta[k]), 1.0)
+            trials.append((candidate.bits, distance, int(k), candidate))
+    trials.sort(key=lambda t: (t[0], t[1], t[2]))
+    return trials
 
 
 def snap_expression(

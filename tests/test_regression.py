@@ -1,0 +1,112 @@
+"""Tests of the tabular symbolic regressor (s2kan_dyn.regression)."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from s2kan_dyn.errors import DataError, S2KANDynError
+from s2kan_dyn.regression import NotFittedError, S2KANRegressor
+
+
+@pytest.fixture(scope="module")
+def quadratic():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1.0, 1.0, (128, 2))
+    y = 2.5 * X[:, 0] ** 2 - X[:, 1]
+    model = S2KANRegressor(time_limit=30.0).fit(X, y)
+    return model, X, y
+
+
+def test_regressor_recovers_quadratic(quadratic):
+    model, _, _ = quadratic
+    x0, x1 = model.symbols_
+    assert sp.simplify(model.sympy() - (sp.Rational(5, 2) * x0**2 - x1)) == 0
+
+
+def test_regressor_fitted_attributes(quadratic):
+    model, X, y = quadratic
+    assert model.exact_
+    assert model.search_ == "enumerate"
+    assert model.structure_ == "one-layer"
+    assert model.n_features_in_ == 2
+    assert model.dense_edges_ == []
+    assert model.rmse_ < 1e-12
+    assert model.score(X, y) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_regressor_feature_names(quadratic):
+    model, _, _ = quadratic
+    expr = model.sympy(["speed", "height"])
+    assert {s.name for s in expr.free_symbols} == {"speed", "height"}
+    assert "speed" in model.latex(["speed", "height"])
+
+
+def test_regressor_recovers_sine():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2.0, 2.0, (128, 1))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 0]
+    model = S2KANRegressor(time_limit=30.0).fit(X, y)
+    (x0,) = model.symbols_
+    assert sp.simplify(model.sympy() - (sp.sin(x0) + x0 / 2)) == 0
+
+
+def test_regressor_predict_matches_formula(quadratic):
+    model, _, _ = quadratic
+    Z = np.array([[0.3, -0.2], [1.5, 2.0]])
+    assert np.allclose(model.predict(Z), 2.5 * Z[:, 0] ** 2 - Z[:, 1], rtol=0, atol=1e-12)
+
+
+def test_regressor_plot_edges(quadratic, tmp_path):
+    model, _, _ = quadratic
+    path = tmp_path / "edges.png"
+    figure = model.plot_edges(path)
+    assert path.stat().st_size > 0
+    assert figure.axes
+
+
+def test_regressor_unfitted_raises():
+    model = S2KANRegressor()
+    with pytest.raises(NotFittedError, match="fit"):
+        model.predict(np.zeros((3, 1)))
+    with pytest.raises(NotFittedError):
+        model.sympy()
+    assert not hasattr(model, "expr_")
+
+
+def test_regressor_init_stores_only():
+    model = S2KANRegressor(search="relax", random_state=3)
+    assert model.get_params()["search"] == "relax"
+    assert model.get_params()["random_state"] == 3
+    assert not [name for name in vars(model) if name.endswith("_")]
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (np.zeros((20, 2)), np.zeros(19), "rows"),
+        (np.zeros((4, 1)), np.zeros(4), "at least"),
+        (np.full((20, 1), np.nan), np.zeros(20), "NaN"),
+        (np.zeros((20, 1)), np.full(20, np.inf), "NaN or infinite"),
+        (np.zeros((20, 2, 2)), np.zeros(20), "2-D"),
+        (np.zeros((20, 1)), np.zeros((20, 2)), "one target"),
+    ],
+)
+def test_regressor_rejects_bad_data(X, y, message):
+    with pytest.raises(DataError, match=message):
+        S2KANRegressor().fit(X, y)
+
+
+def test_regressor_rejects_bad_search():
+    with pytest.raises(S2KANDynError, match="search"):
+        S2KANRegressor(search="anneal").fit(np.zeros((20, 1)), np.zeros(20))
+
+
+def test_regressor_rejects_unknown_primitive():
+    with pytest.raises(S2KANDynError, match="cosh"):
+        S2KANRegressor(primitives=("x", "cosh")).fit(np.zeros((20, 1)), np.zeros(20))
+
+
+def test_regressor_predict_checks_columns(quadratic):
+    model, _, _ = quadratic
+    with pytest.raises(DataError, match="columns"):
+        model.predict(np.zeros((3, 3)))
