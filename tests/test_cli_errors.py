@@ -1,0 +1,160 @@
+"""Bad inputs: one clear line and exit code 2 on the command line, the same ValueError in Python."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import systems
+from s2kan_dyn.cli import main
+from s2kan_dyn.discovery import SymbolicODE
+from s2kan_dyn.errors import DataError, S2KANDynError, UnknownNameError
+from s2kan_dyn.io import load_trajectories
+from s2kan_dyn.trajectory import as_trajectories, warn_constant_states
+
+GOOD_ROWS = [f"{0.1 * k:.1f},{1.0 + k},{2.0 - 0.1 * k}" for k in range(8)]
+
+
+def csv_text(*rows, header="t,x,y"):
+    return "\n".join([header, *rows]) + "\n"
+
+
+def replaced(index, row):
+    rows = list(GOOD_ROWS)
+    rows[index] = row
+    return csv_text(*rows)
+
+
+# name, file text (None: no file), file suffix, extra discover options, load_trajectories keywords, message part
+FILE_CASES = [
+    ("nan", replaced(2, "0.2,nan,1.8"), ".csv", [], {}, "non-finite value nan in column 'x' at row 3"),
+    ("inf", replaced(3, "0.3,4.0,inf"), ".csv", [], {}, "non-finite value inf in column 'y' at row 4"),
+    ("repeated time", replaced(2, "0.1,3.0,1.8"), ".csv", [], {}, "repeated time 0.1 at rows 2 and 3"),
+    ("decreasing time", replaced(3, "0.1,4.0,1.7"), ".csv", [], {}, "time decreases from 0.2 to 0.1 at row 4"),
+    ("too few samples", csv_text(*GOOD_ROWS[:3]), ".csv", [], {}, "3 samples, fewer than the minimum of 5"),
+    ("non-numeric", replaced(4, "0.4,abc,1.6"), ".csv", [], {}, "non-numeric cell 'abc' in column 'x' at line 6"),
+    ("short row", replaced(5, "0.5,6.0"), ".csv", [], {}, "line 7 has 2 cells but the header has 3"),
+    ("unknown state", csv_text(*GOOD_ROWS), ".csv", ["--states", "x,z"], {"states": ["x", "z"]},
+     "state column(s) ['z'] not found"),
+    ("unknown time column", csv_text(*GOOD_ROWS), ".csv", ["--time-column", "time"], {"time_column": "time"},
+     "time column 'time' not found"),
+    ("time column only", csv_text(*(r.split(",")[0] for r in GOOD_ROWS), header="t"), ".csv", [], {},
+     "only a time column 't'"),
+    ("empty file", "", ".csv", [], {}, "file is empty"),
+    ("header only", "t,x,y\n", ".csv", [], {}, "header row only"),
+    ("missing file", None, ".csv", [], {}, "file not found"),
+    ("unsupported suffix", csv_text(*GOOD_ROWS), ".txt", [], {}, "unsupported file type '.txt'"),
+    ("foreign npz", b"PK\x03\x04 not really a zip", ".npz", [], {}, "not a readable NPZ file"),
+]
+
+
+@pytest.fixture
+def data_file(tmp_path, request):
+    _, text, suffix, *_ = request.param
+    path = tmp_path / f"data{suffix}"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    return path
+
+
+def _cli(capsys, argv):
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data_file, case", [(c, c) for c in FILE_CASES], ids=[c[0] for c in FILE_CASES],
+                         indirect=["data_file"])
+def test_bad_file_cli_and_api(tmp_path, capsys, data_file, case):
+    _, _, _, options, keywords, message = case
+    out = tmp_path / "out"
+    code, err = _cli(capsys, ["discover", "--data", str(data_file), *options, "--out", str(out)])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert message in lines[0]
+    assert str(data_file) in lines[0]
+    assert not out.exists()
+
+    with pytest.raises(ValueError) as raised:
+        load_trajectories(data_file, **keywords)
+    assert isinstance(raised.value, DataError)
+    assert lines[0] == f"s2kan-dyn discover: error: {raised.value}"
+
+
+def test_bad_file_subprocess_no_traceback(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(replaced(2, "0.2,nan,1.8"))
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from s2kan_dyn.cli import main; sys.exit(main(sys.argv[1:]))",
+         "discover", "--data", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "non-finite value nan" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["discover", "lorenzz"], "Did you mean 'lorenz'?"),
+        (["simulate", "lorenzz", "--out", "{tmp}/x.csv"], "Did you mean 'lorenz'?"),
+        (["discover"], "give either NAME"),
+        (["discover", "--data", "{tmp}/few.csv", "--test-fraction", "0.5"], "leave 4 for training"),
+        (["discover", "--data", "{tmp}/few.csv", "--test-fraction", "1.5"], "--test-fraction 1.5 is invalid"),
+        (["forecast", "{tmp}/absent.s2kan", "--x0", "1", "--t-end", "1", "--out", "{tmp}/f.csv"], "model file not found"),
+    ],
+)
+def test_bad_arguments_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "few.csv").write_text(csv_text(*GOOD_ROWS))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] == "discover" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    code, err = _cli(capsys, argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+def test_unknown_system_api():
+    with pytest.raises(UnknownNameError, match="Did you mean 'lorenz'"):
+        systems.get("lorenzz")
+
+
+@pytest.mark.parametrize(
+    "x, t, message",
+    [
+        (np.array([[1.0, 2.0]] * 4 + [[np.nan, 1.0]] * 2), np.arange(6.0), "non-finite value nan in column 'x0' at row 5"),
+        (np.ones((6, 2)), np.array([0.0, 1, 2, 2, 3, 4]), "repeated time 2 at rows 3 and 4"),
+        (np.ones((6, 2)), np.array([0.0, 1, 3, 2, 4, 5]), "time decreases from 3 to 2 at row 4"),
+        (np.ones((3, 2)), np.arange(3.0), "3 samples, fewer than the minimum of 5"),
+        (np.array([["1", "a"]] * 6), np.arange(6.0), "states are not numeric"),
+        (np.ones((6, 2)), np.arange(5.0), "5 times but 6 state rows"),
+        ([np.ones((6, 2)), np.ones((7, 3))], [np.arange(6.0), np.arange(7.0)], "differ from"),
+        (np.ones((6, 2)), 0.0, "time step t=0.0 must be positive"),
+    ],
+)
+def test_bad_arrays_api(x, t, message):
+    with pytest.raises(ValueError, match=None) as raised:
+        as_trajectories(x, t)
+    assert isinstance(raised.value, S2KANDynError)
+    assert message in str(raised.value)
+    with pytest.raises(ValueError) as through_fit:
+        SymbolicODE(progress=False).fit(x, t)
+    assert str(through_fit.value) == str(raised.value)
+
+
+def test_constant_state_warns():
+    t = np.linspace(0, 1, 20)
+    trajectories = as_trajectories(np.column_stack([np.sin(t), np.full_like(t, 3.0)]), t, ["x", "c"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        constant = warn_constant_states(trajectories)
+    assert constant == ["c"]
+    assert any("['c'] are constant" in str(w.message) for w in caught)
