@@ -148,3 +148,16 @@ def test_benchmark_unknown_system(tmp_path):
 def test_options_odebench_path_missing(tmp_path):
     with pytest.raises(S2KANDynError, match="not found"):
         system_names("odebench", SuiteOptions(odebench_path=str(tmp_path / "none.json")))
+
+
+def test_ray_executor_needs_extra(tmp_path):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("ray is installed; the missing-extra message cannot be shown")
+    out = tmp_path / "bench"
+    with pytest.raises(S2KANDynError, match=r"s2kan-dyn\[ray\]"):
+        run_benchmark("core", out, methods=["sindy"], systems=["hopf"], executor="ray", progress=False)
+    assert not out.exists()

@@ -14,11 +14,11 @@ LORENZ = {"x": 10 * (y - x), "y": x * (28 - z) - y, "z": x * y - sympy.Rational(
 
 def test_numpy_field_shapes():
     f = equations_to_numpy(LORENZ, ["x", "y", "z"])
-    one = f(np.array([1.0, 2.0, 3.0]))
+    single = f(np.array([1.0, 2.0, 3.0]))
     many = f(np.ones((5, 3)))
-    assert one.shape == (3,)
+    assert single.shape == (3,)
     assert many.shape == (5, 3)
-    assert np.allclose(one, [10.0, 1 * (28 - 3) - 2, 2 - 8.0])
+    assert np.allclose(single, [10.0, 1 * (28 - 3) - 2, 2 - 8.0])
 
 
 def test_numpy_field_constant_equation():

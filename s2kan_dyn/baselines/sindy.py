@@ -168,6 +168,7 @@ class SINDyBaseline:
         self.coefficients_ = np.asarray(self.model_.coefficients(), dtype=float)
         self.feature_names_ = list(self.model_.get_feature_names())
         self._equations = self._to_sympy()
+        self._vector_field = equations_to_numpy(self._equations, self.state_names_)
         seconds = time.perf_counter() - start
         self.report_ = {
             "method": "sindy",
@@ -295,7 +296,7 @@ class SINDyBaseline:
     def predict(self, x) -> np.ndarray:
         """Return the derivative at states ``x`` of shape ``(n, d)``, same shape."""
         self._check_fitted()
-        return equations_to_numpy(self._equations, self.state_names_)(x)
+        return self._vector_field(x)
 
     def rollout(self, x0, t, **options) -> Rollout:
         """Roll out the equations from ``x0`` at times ``t`` with :func:`s2kan_dyn.rollout.rollout`."""

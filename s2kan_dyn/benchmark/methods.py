@@ -47,13 +47,15 @@ class FittedMethod:
     fit_seconds: float
     dense_terms: list = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    _vector_field: Callable | None = field(default=None, repr=False)
 
     def forecast(self, x0: np.ndarray, t: np.ndarray, scale: np.ndarray) -> Rollout:
         """Roll out from ``x0`` over times ``t``; ``scale`` (the data) sets the divergence bound."""
         if self.dense_terms:
             return _network_forecast(self.model, x0, t)
-        vector_field = equations_to_numpy(self.equations, self.model.state_names_)
-        return rollout(vector_field, x0, t, scale=scale)
+        if self._vector_field is None:
+            self._vector_field = equations_to_numpy(self.equations, self.model.state_names_)
+        return rollout(self._vector_field, x0, t, scale=scale)
 
 
 def _fit_s2kan(case: Case, time_budget: float | None) -> FittedMethod:

@@ -111,6 +111,8 @@ def run_benchmark(
         if unknown:
             raise DataError(f"system(s) {unknown} are not in suite {suite!r}; its systems are {known}.")
     chosen = list(systems) if systems else known
+    # Built before any file is written, so an unknown or missing executor leaves no folder behind.
+    runner = make_executor(executor, jobs)
 
     out = Path(out)
     prepare_folder(out, force)
@@ -135,7 +137,7 @@ def run_benchmark(
 
     try:
         if todo:
-            make_executor(executor, jobs).run(todo, on_result)
+            runner.run(todo, on_result)
     finally:
         bar.close()
 
