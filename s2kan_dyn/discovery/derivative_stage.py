@@ -5,11 +5,13 @@ length applied to the search itself: the first fit has only the identity
 primitive ``x`` (with multiplication nodes, so products of states are
 reachable); the next levels try the polynomial and then each costlier
 primitive beside ``x``, then all of them together; the dense spline opens
-last, only when no level reached the noise floor. A level is accepted as soon as its read-out equations fit the
-derivatives down to the noise floor; when none does, the level with the
-shortest description (data bits plus term bits) wins. With every primitive
-open from the start, correlated primitives (x, sin, tanh, spline) share the
-load and the gates barely close.
+last, only when no level reached the noise floor. A level is accepted as
+soon as its read-out equations fit the derivatives down to the noise floor;
+when none does, the level with the shortest description (data bits plus
+term bits) wins. The search also stops at a level whose read-out needs half
+as many terms as there are samples: the data cannot support costlier ones.
+With every primitive open from the start, correlated primitives (x, sin,
+tanh, spline) share the load and the gates barely close.
 
 The gates and the MDL penalty ramp in slowly (``GateSchedule``): on Lorenz,
 gates that close early drop the true product ``x*y`` because ``x^2``, ``y^2``
@@ -103,12 +105,15 @@ class DerivativeStageResult:
     seconds: float = 0.0
 
 
-def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray) -> tuple[np.ndarray, float]:
-    """Return the relative RMSE per state and the description length of a read-out.
+def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, float]:
+    """Return the relative RMSE per state and the description length of a read-out, in bits.
 
-    The data part is the Gaussian code length ``n/2 * log2(MSE_j)`` per state;
-    the model part charges ``log2(T) + 1/2 * log2(n)`` bits per surviving term
-    (choosing it among ``T`` candidates, plus its coefficient).
+    The data part is the Gaussian code length ``n/2 * log2(MSE_j + floor_j^2)``
+    per state, where ``floor`` (shape ``(d,)``, in derivative units) is the
+    resolution below which residuals are noise: without it, a read-out with as
+    many terms as samples fits to round-off and wins. The model part charges
+    ``log2(T) + 1/2 * log2(n)`` bits per surviving term (choosing it among
+    ``T`` candidates, plus its coefficient).
     """
     n = X.shape[0]
     theta = readout.library.evaluate(X)
@@ -116,9 +121,7 @@ def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray) -> tuple[n
     mse = np.mean(residual**2, axis=0)
     scale = np.sqrt(np.mean(dX**2, axis=0))
     scale = np.where(scale > 0, scale, 1.0)
-    # The floor keeps log2 finite on exact fits: float64 round-off of the scale.
-    floor = (np.finfo(float).eps * scale) ** 2
-    data = 0.5 * n * float(np.sum(np.log2(mse + floor)))
+    data = 0.5 * n * float(np.sum(np.log2(mse + floor**2)))
     n_terms = int(readout.active.sum())
     per_term = math.log2(max(len(readout.library), 2)) + 0.5 * math.log2(n)
     return np.sqrt(mse) / scale, data + n_terms * per_term
@@ -197,7 +200,11 @@ def fit_derivative_stage(
     X_t = torch.as_tensor(X, dtype=torch.float64, device=device)
     Y_t = torch.as_tensor(dX, dtype=torch.float64, device=device)
     scale = np.sqrt(np.mean(dX**2, axis=0))
-    limit = NOISE_FACTOR * np.nan_to_num(derivative_noise, nan=0.0) / np.where(scale > 0, scale, 1.0) + RELATIVE_FLOOR
+    scale = np.where(scale > 0, scale, 1.0)
+    limit = NOISE_FACTOR * np.nan_to_num(derivative_noise, nan=0.0) / scale + RELATIVE_FLOOR
+    # Residual resolution of the description length, in derivative units; where
+    # the noise is unknown, the relative floor alone.
+    floor = limit * scale
     noise_known = bool(np.all(np.isfinite(derivative_noise)))
 
     attempts = [(tuple(p), False) for p in levels]
@@ -211,8 +218,11 @@ def fit_derivative_stage(
         record = fit_gated(model, X_t, Y_t, lam=lam, schedule=schedule, progress=progress, seed=seed + index)
         polish_network(model, X_t, Y_t)
         readout = read_out(model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance, snap=snap)
-        relative_rmse, bits = description_bits(readout, X, dX)
-        at_floor = noise_known and bool(np.all(relative_rmse <= limit))
+        relative_rmse, bits = description_bits(readout, X, dX, floor)
+        # A read-out with at least half as many terms per equation as samples
+        # fits anything; it never counts as reaching the noise floor.
+        few_terms = int(readout.active.sum(axis=0).max(initial=0)) < X.shape[0] / 2
+        at_floor = noise_known and few_terms and bool(np.all(relative_rmse <= limit))
         fit = LevelFit(primitives, spline, model, record, readout, relative_rmse, bits, at_floor, time.perf_counter() - level_start)
         fits.append(fit)
         log.info(
@@ -222,6 +232,10 @@ def fit_derivative_stage(
         )
         if at_floor:
             reason = f"dictionary {'+'.join(primitives)}{'+spline' if spline else ''} fits down to the noise floor"
+            break
+        if not few_terms:
+            # Later levels are at least as expressive, so they would overfit too.
+            log.info("derivative matching: %d samples cannot support more terms; no costlier dictionary is tried", X.shape[0])
             break
 
     if fits[-1].at_noise_floor:

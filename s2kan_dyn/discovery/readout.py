@@ -46,6 +46,9 @@ _ARGUMENT_FUNCTIONS = (sp.sin, sp.cos, sp.exp, sp.tanh)
 # (plus round-off). Snaps are checked by refitting, so the window can be wide.
 ARGUMENT_WINDOW = 0.05
 SNAP_TOLERANCE = 1e-3
+# Variable projection over more argument numbers than this is skipped: its
+# finite-difference Jacobian costs one evaluation of every term per number.
+MAX_ARGUMENT_NUMBERS = 16
 MAX_PRUNE_ROUNDS = 50
 
 
@@ -202,6 +205,10 @@ def refit_arguments(
     expressions = [sp.expand(sp.sympify(e)) for e in expressions]
     numbers = _argument_numbers(expressions)
     if not numbers:
+        return expressions
+    if len(numbers) > MAX_ARGUMENT_NUMBERS:
+        log.info("read-out: %d numbers inside function arguments, more than %d; not refitted",
+                 len(numbers), MAX_ARGUMENT_NUMBERS)
         return expressions
     params = sp.symbols(f"p0:{len(numbers)}")
     template = [e.xreplace(_argument_substitution(e, numbers, params)) for e in expressions]
