@@ -41,8 +41,10 @@ class HardConcreteGate(nn.Module):
 
     Args:
         shape: shape of the gate tensor, for example ``(n_out, n_in, K + 1)``.
-        init_log_alpha: initial ``log_alpha`` of every gate (default 2.0,
-            which gives P(open) = 0.97 and a deterministic value of 0.96).
+        init_log_alpha: initial ``log_alpha`` of every gate (default 3.0,
+            which gives P(open) = 0.99, P(exactly 1) = 0.80 and a
+            deterministic value of exactly 1, so that a model fitted with
+            gates held open computes the same function in eval mode).
         beta, gamma, zeta: the temperature and stretch interval of the paper.
         dtype, device: of the parameter.
 
@@ -59,7 +61,7 @@ class HardConcreteGate(nn.Module):
     def __init__(
         self,
         shape: tuple[int, ...],
-        init_log_alpha: float = 2.0,
+        init_log_alpha: float = 3.0,
         beta: float = BETA,
         gamma: float = GAMMA,
         zeta: float = ZETA,
