@@ -279,3 +279,14 @@ def test_set_scaling_from_data_zero_column(caplog):
         model.set_scaling_from_data(x, y)
     assert model.x_scale[1].item() == 1.0
     assert "input columns [1]" in caplog.text
+
+
+def test_update_grids_cover_scaled_inputs():
+    model = S2KAN([2, [2, 1], 1], seed=0)
+    x = 10.0 * torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model.set_scaling(torch.tensor([5.0, 20.0], dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    model.update_grids(x)
+    scaled = x / model.x_scale
+    assert (model.layers[0].basis.lower <= scaled.min(0).values).all()
+    assert (model.layers[0].basis.upper >= scaled.max(0).values).all()
+    assert model.layers[0].basis.upper[0].item() < 1.2 * scaled[:, 0].max().item()
