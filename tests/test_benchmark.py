@@ -161,3 +161,13 @@ def test_ray_executor_needs_extra(tmp_path):
     with pytest.raises(S2KANDynError, match=r"s2kan-dyn\[ray\]"):
         run_benchmark("core", out, methods=["sindy"], systems=["hopf"], executor="ray", progress=False)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_s2kan_linear_growth():
+    case = build_case("odebench", "odebench_02", 0.0, "default", 0)
+    result = evaluate(case, "s2kan", time_budget=60.0)
+    assert result.metrics["exact"] is True
+    assert result.metrics["coef_error"] < 1e-6
+    assert result.metrics["rollout_status"] == "ok"
+    assert result.fitted.details["equations"]["x0"]
