@@ -1,5 +1,7 @@
 """Pinned threads and algorithms, and identical fits for the same seed."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,18 @@ def comparable(report):
     if isinstance(report, list):
         return [comparable(v) for v in report]
     return report
+
+
+def differences(first, second, path=""):
+    """Return ``"path: a != b"`` for every leaf where the comparable parts of two reports differ."""
+    first, second = comparable(first), comparable(second)
+    if isinstance(first, dict) and isinstance(second, dict):
+        return [line for k in sorted(set(first) | set(second), key=str)
+                for line in differences(first.get(k), second.get(k), f"{path}/{k}")]
+    if isinstance(first, list) and isinstance(second, list) and len(first) == len(second):
+        return [line for i, (a, b) in enumerate(zip(first, second)) for line in differences(a, b, f"{path}[{i}]")]
+    both_nan = isinstance(first, float) and isinstance(second, float) and math.isnan(first) and math.isnan(second)
+    return [] if first == second or both_nan else [f"{path}: {first!r} != {second!r}"]
 
 
 def test_deterministic_pins_and_restores():
@@ -79,5 +93,11 @@ def test_same_seed_same_report():
             ).fit(data)
         reports.append((model.report_, {k: str(v) for k, v in model.equations().items()}))
     assert reports[0][1] == reports[1][1]
-    assert comparable(reports[0][0]) == comparable(reports[1][0])
+    assert differences(reports[0][0], reports[1][0]) == []
     assert not np.isnan(reports[0][0]["n_samples"])
+
+
+def test_differences_lists_paths():
+    first = {"stages": [{"loss": 1.0, "seconds": 3.0}], "noise": float("nan")}
+    second = {"stages": [{"loss": 2.0, "seconds": 4.0}], "noise": float("nan")}
+    assert differences(first, second) == ["/stages[0]/loss: 1.0 != 2.0"]

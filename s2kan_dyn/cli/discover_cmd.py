@@ -49,15 +49,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help=f"output folder (default {DEFAULT_OUT_ROOT}/NAME in the current folder)")
     parser.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output folder and overwrite --report FILE")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish a fit interrupted by Ctrl-C from the checkpoint in the output folder (same arguments)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from .. import plots
+    from ..determinism import pin_determinism
     from ..discovery import SymbolicODE
+    from ..discovery.checkpoint import CHECKPOINT_NAME, with_checkpoint
     from ..metrics.equations import equation_metrics
     from ..metrics.forecast import forecast_metrics
     from ..report import build_report, equation_table, write_report
@@ -67,12 +70,18 @@ def run(args) -> int:
     out = prepare_output(args, data["label"])
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pin_determinism()
     model = SymbolicODE(
         stages=stages, device=args.device, random_state=args.seed, progress=not args.quiet, time_budget=args.time_budget
     )
+    model = with_checkpoint(model, out / CHECKPOINT_NAME, resume=args.resume)
     fit_start = time.perf_counter()
-    model.fit(data["train"])
+    try:
+        model.fit(data["train"])
+    except KeyboardInterrupt:
+        log.error("interrupted; the completed stages are saved in %s. Run the same command with --resume to "
+                  "continue from there.", out / CHECKPOINT_NAME)
+        return 130
     fit_seconds = time.perf_counter() - fit_start
     equations = model.equations()
     print(equation_table(model.state_names_, equations, data["truth"]))
@@ -188,7 +197,7 @@ def prepare_output(args, label: str) -> Path:
     out = Path(args.out) if args.out else Path(DEFAULT_OUT_ROOT) / label
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
+    if out.is_dir() and any(out.iterdir()) and not (args.force or args.resume):
         raise OutputExistsError(f"output folder {out} is not empty; pass --force to write into it, or choose another --out.")
     if args.report and Path(args.report).exists() and not args.force:
         raise OutputExistsError(f"--report {args.report} exists; pass --force to overwrite it.")
