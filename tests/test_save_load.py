@@ -346,3 +346,46 @@ def test_fitted_model_fresh_process(tmp_path):
     assert child["predict"] == here["predict"]
     assert child["simulate"] == here["simulate"]
     assert child["network"] == here["network"]
+
+
+@pytest.fixture(scope="module")
+def regressor():
+    from s2kan_dyn.regression.estimator import S2KANRegressor
+
+    X = np.random.default_rng(0).uniform(-2, 2, (100, 2))
+    return S2KANRegressor(time_limit=30).fit(X, 2.5 * X[:, 0] ** 2 - X[:, 1]), X
+
+
+def test_regressor_round_trip(tmp_path, regressor):
+    from s2kan_dyn.regression.estimator import S2KANRegressor
+
+    model, X = regressor
+    model.save(tmp_path / "r.s2kan")
+    loaded = S2KANRegressor.load(tmp_path / "r.s2kan")
+    assert loaded.sympy() == model.sympy()
+    assert loaded.get_params() == model.get_params()
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.exact_ == model.exact_
+    assert loaded.edges_ == model.edges_
+
+
+def test_regressor_file_is_not_symbolic_ode(tmp_path, regressor):
+    model, _ = regressor
+    model.save(tmp_path / "r.s2kan")
+    with pytest.raises(ModelFileError, match="S2KANRegressor"):
+        SymbolicODE.load(tmp_path / "r.s2kan")
+
+
+def test_regressor_foreign_symbol_rejected(tmp_path, regressor):
+    from s2kan_dyn.regression.estimator import S2KANRegressor
+
+    model, _ = regressor
+    path = tmp_path / "r.s2kan"
+    model.save(path)
+
+    def change(manifest):
+        manifest["expression"] = {"type": "Symbol", "name": "x7"}
+
+    _rewrite_manifest(path, change)
+    with pytest.raises(ModelFileError, match="beyond its 2 inputs"):
+        S2KANRegressor.load(path)

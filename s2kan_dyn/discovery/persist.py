@@ -58,7 +58,7 @@ def settings_from_json(settings: Any, known: Mapping[str, Any]) -> dict[str, Any
         raise ModelFileError("model settings are not a JSON object; the file is damaged.")
     unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ModelFileError(f"model settings {unknown} are unknown to this SymbolicODE; refit the model.")
+        raise ModelFileError(f"model settings {unknown} are unknown to this estimator; refit the model.")
     params = {}
     for name, value in settings.items():
         if isinstance(value, dict) and set(value) == {"GateSchedule"}:

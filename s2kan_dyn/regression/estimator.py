@@ -266,6 +266,27 @@ class S2KANRegressor:
         """Return the formula as LaTeX (see :meth:`sympy`)."""
         return sp.latex(self.sympy(feature_names))
 
+    def save(self, path):
+        """Write the fitted formula to ``path`` as plain data (JSON, no pickle); return the path.
+
+        Raises:
+            ModelFileError: the formula has dense edges, which cannot be saved yet.
+        """
+        from .persist import save_regressor
+
+        return save_regressor(self, path)
+
+    @classmethod
+    def load(cls, path) -> "S2KANRegressor":
+        """Read a regressor written by :meth:`save`.
+
+        Raises:
+            ModelFileError: the file is missing, damaged, tampered with or of another format.
+        """
+        from .persist import load_regressor
+
+        return load_regressor(path, cls)
+
     def plot_edges(self, path=None):
         """Draw the network's open edges with their terms; save to ``path`` if given.
 
