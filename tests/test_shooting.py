@@ -192,6 +192,20 @@ def test_stage_survives_diverging_window(caplog):
     assert not result.active[2, 1]
 
 
+def test_stage_skips_when_every_window_diverges():
+    t = np.arange(0.0, 4.0 + 1e-9, 0.2)
+    data = [Trajectory(t, simulate(t, [40.0, 0.0], noise=0.02, seed=4), NAMES)]
+    library = TermLibrary([sp.Symbol("x"), sp.Symbol("y"), sp.Symbol("x") ** 2], NAMES)
+    start = np.array([[0.0, -4.0], [1.0, -0.3], [0.0, 50.0]])
+
+    result = fit_trajectory_stage(library, start, np.ones_like(start, dtype=bool), data)
+
+    assert result.skipped_reason is not None
+    assert "non-finite" in result.skipped_reason
+    assert np.array_equal(result.coefficients, start)
+    assert np.array_equal(result.active, np.ones_like(start, dtype=bool))
+
+
 def test_stage_skips_clean_dense_data():
     t = np.arange(0.0, 10.0 + 1e-9, 0.01)
     data = [Trajectory(t, simulate(t, [2.0, 0.0], noise=0.0, seed=0), NAMES)]

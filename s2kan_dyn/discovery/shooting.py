@@ -7,16 +7,18 @@ fits a vector field that is linear in its coefficients,
 
 1. Each trajectory is cut into windows of a few samples. Each window is
    integrated from its own start state, a free parameter (multiple
-   shooting; Bock and Plitt 1984), with torchdiffeq's fixed-grid ``rk4``
+   shooting), with torchdiffeq's fixed-grid ``rk4``
    on an explicit sub-step grid, all windows in one batch.
 2. Start states and coefficients are fitted by Levenberg-Marquardt on the
    residuals (predicted minus observed states, each state divided by its
    standard deviation) over every sample of every window. The Jacobian
-   comes from forward-mode differentiation through ``odeint``, with the
-   tangents of the start states and coefficients stacked in the batch.
-3. Terms are eliminated backwards, at most one per equation per round: the
-   term whose coefficient has the smallest ``|t| = |c| / se(c)`` goes if
-   ``|t| < t_threshold``, with ``se`` from the Gauss-Newton covariance.
+   comes from one forward-mode pass through ``odeint``: the tangents of
+   the start states and coefficients, stacked in the batch, are integrated
+   with the states by their variational equations.
+3. Terms are eliminated backwards, one per equation per round (a few more
+   in equations with 16 or more terms): the term whose coefficient has the
+   smallest ``|t| = |c| / se(c)`` goes if ``|t| < t_threshold``, with
+   ``se`` from the Gauss-Newton covariance.
    Dropping a term raises the residual sum of squares by about ``t**2``
    noise variances, which is ``t**2 / (2 ln 2)`` bits of residual code.
    So ``|t| < 4`` (about 11.5 bits) is a description-length test: the
@@ -47,7 +49,7 @@ from s2kan_dyn.errors import DataError, S2KANDynError
 from s2kan_dyn.readout.terms import TermLibrary
 from s2kan_dyn.trajectory import Trajectory
 
-from s2kan_dyn.discovery.shooting_fit import ShootingFit
+from s2kan_dyn.discovery.shooting_fit import DIVERGED, ShootingFit
 from s2kan_dyn.discovery.shooting_rollout import (
     TermEvaluator,
     Windows,
@@ -177,10 +179,10 @@ def fit_trajectory_stage(
         lengths.append(lengths[-1] * factor)
 
     fit = ShootingFit(library, torch.as_tensor(coefficients * active, dtype=dtype, device=device),
-               active.copy(), scale, noise_floor, max_iterations)
+                      active.copy(), scale, noise_floor, max_iterations)
     states = initial
     rounds: list[dict] = []
-    out_of_time = False
+    stop_reason = None
     bar = tqdm(desc="trajectory stage", unit="round", disable=not progress)
     windows: Windows | None = None
 
@@ -190,24 +192,32 @@ def fit_trajectory_stage(
         while True:
             deadline = None if time_budget is None else started + time_budget
             record = fit.run_round(deadline)
-            removed = fit.eliminate(t_threshold) if not record["stopped"] else []
-            swapped = fit.swap_terms() if not (record["stopped"] or removed) else []
+            stop_reason = record["stopped"]
+            removed = fit.eliminate(t_threshold) if stop_reason is None else []
+            swapped = fit.swap_terms() if stop_reason is None and not removed else []
             record.update(window=length, eliminated=removed, swapped=swapped, seconds=time.perf_counter() - started)
             rounds.append(record)
             _log_round(len(rounds), record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3g}", terms=record["terms"])
-            if record["stopped"]:
-                out_of_time = True
-                break
-            if not removed and not swapped:
+            if stop_reason is not None or (not removed and not swapped):
                 break
         states = fitted_sample_states(windows, fit.predicted, fit.start, states)
-        if out_of_time:
-            log.warning("trajectory stage: time budget of %.1f s reached; returning the current fit",
-                        time_budget)
+        if stop_reason is not None:
+            log.warning("trajectory stage stopped: %s; returning the last fit", stop_reason)
             break
     bar.close()
+
+    if stop_reason == DIVERGED and len(rounds) == 1:
+        return TrajectoryStageResult(
+            coefficients=coefficients * active,
+            active=active.copy(),
+            standard_errors=np.zeros_like(coefficients),
+            loss=math.nan,
+            rounds=rounds,
+            seconds=time.perf_counter() - started,
+            skipped_reason=f"{DIVERGED} with the starting coefficients",
+        )
 
     seconds = time.perf_counter() - started
     result = TrajectoryStageResult(

@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 # at once (about 270 MB of float64). More tangent directions are processed in chunks.
 _TANGENT_ELEMENTS = 2**25
 
+# Stop reasons of a round.
+DIVERGED = "the rollout of every window is non-finite"
+OUT_OF_TIME = "time budget reached"
+
+# An equation with n active terms loses at most max(1, n // _ELIMINATION_BATCH) per round.
+_ELIMINATION_BATCH = 8
+
 
 
 @dataclass
@@ -186,11 +193,15 @@ class ShootingFit:
         lin = self._linearise()
         cost = self._cost(lin.residual)
         index = self._active_index()
-        damping, iterations, stopped = 1e-3, 0, False
+        damping, iterations, stopped = 1e-3, 0, None
+        record = {"n_windows": int(self.start.shape[0]), "sub_steps": self.sub_steps, "terms": int(self.active.sum())}
+        if self.dropped.all():
+            return {**record, "dropped_windows": record["n_windows"], "loss": math.nan, "iterations": 0,
+                    "noise": self.noise.tolist(), "stopped": DIVERGED}
 
         for _ in range(self.max_iterations):
             if deadline is not None and time.perf_counter() > deadline:
-                stopped = True
+                stopped = OUT_OF_TIME
                 break
             normal = self._normal_equations(lin)
             accepted = False
@@ -217,16 +228,8 @@ class ShootingFit:
 
         self.predicted = lin.predicted
         self._update_noise_and_errors(lin, index)
-        return {
-            "n_windows": int(self.start.shape[0]),
-            "dropped_windows": int(self.dropped.sum()),
-            "sub_steps": self.sub_steps,
-            "terms": int(self.active.sum()),
-            "loss": self.loss,
-            "iterations": iterations,
-            "noise": self.noise.tolist(),
-            "stopped": stopped,
-        }
+        return {**record, "dropped_windows": int(self.dropped.sum()), "loss": self.loss, "iterations": iterations,
+                "noise": self.noise.tolist(), "stopped": stopped}
 
     def _update_noise_and_errors(self, lin: _Linearisation, index) -> None:
         """Estimate each state's residual std (with the floor) and the coefficients' standard errors."""
@@ -256,7 +259,13 @@ class ShootingFit:
         self.errors.view(-1)[index] = torch.nan_to_num(errors, nan=math.inf)
 
     def eliminate(self, t_threshold: float) -> list[str]:
-        """Deactivate, in each equation, the least significant term if its |t| is below ``t_threshold``."""
+        """Deactivate, in each equation, the least significant terms whose |t| is below ``t_threshold``.
+
+        An equation with ``n`` active terms loses at most ``max(1, n // 8)``
+        terms per round: one at a time below 16 terms, as backward
+        elimination does, and a geometric shrink for large libraries, which
+        would otherwise need one solver fit per term.
+        """
         removed = []
         coefficients = self.coefficients.detach().cpu().numpy()
         errors = self.errors.detach().cpu().numpy()
@@ -265,10 +274,10 @@ class ShootingFit:
         t_values = np.where(np.isfinite(t_values), t_values, 0.0)
         for j, name in enumerate(self.library.state_names):
             rows = np.flatnonzero(self.active[:, j])
-            if rows.size == 0:
-                continue
-            k = rows[np.argmin(t_values[rows, j])]
-            if t_values[k, j] < t_threshold:
+            order = rows[np.argsort(t_values[rows, j], kind="stable")]
+            for k in order[: max(1, rows.size // _ELIMINATION_BATCH)]:
+                if t_values[k, j] >= t_threshold:
+                    break
                 self.active[k, j] = False
                 self.coefficients[k, j] = 0.0
                 self.errors[k, j] = 0.0
