@@ -3,9 +3,11 @@
 The MLP is ``Linear(n_in, h) -> tanh -> Linear(h, n_out)`` with ``h`` chosen
 so that its parameter count is the closest to the layer's (coefficients,
 inner maps, spline coefficients, biases and gate locations). Both run in
-float64 in the same process on the same batch; each figure is the median
-of ``--repeats`` timed calls after ``--warmup`` untimed ones. The S2KAN
-layer runs in training mode with sampled gates, as in a fit.
+float64 in the same process on the same batch, timed alternately so that
+load from other processes affects both alike. Each time is the median of
+``--repeats`` calls after ``--warmup`` untimed ones, and the ratio is given
+both as the ratio of the medians and as the median of the per-pair ratios.
+The S2KAN layer runs in training mode with sampled gates, as in a fit.
 
 Usage::
 
@@ -41,19 +43,28 @@ def matching_mlp(n_in: int, n_out: int, n_parameters: int) -> nn.Module:
     )
 
 
-def time_forward_backward(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> float:
-    """Median seconds of one forward and backward pass of ``module`` on ``x``."""
-    times = []
+def forward_backward(module: nn.Module, x: torch.Tensor) -> float:
+    """Return the seconds of one forward and backward pass of ``module`` on ``x``."""
+    if isinstance(module, S2KANLayer):
+        module.gates.resample()
+    module.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    module(x).square().mean().backward()
+    return time.perf_counter() - start
+
+
+def time_pairs(
+    layer: nn.Module, mlp: nn.Module, x: torch.Tensor, warmup: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Time the two modules alternately, so that load from other processes hits both alike."""
+    layer_times, mlp_times = [], []
     for index in range(warmup + repeats):
-        if isinstance(module, S2KANLayer):
-            module.gates.resample()
-        module.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        module(x).square().mean().backward()
-        elapsed = time.perf_counter() - start
+        layer_seconds = forward_backward(layer, x)
+        mlp_seconds = forward_backward(mlp, x)
         if index >= warmup:
-            times.append(elapsed)
-    return statistics.median(times)
+            layer_times.append(layer_seconds)
+            mlp_times.append(mlp_seconds)
+    return layer_times, mlp_times
 
 
 def main() -> None:
@@ -82,8 +93,10 @@ def main() -> None:
     mlp = matching_mlp(args.n_in, args.n_out, count_parameters(layer))
     x = torch.randn(args.batch, args.n_in, dtype=torch.float64)
 
-    s2kan_seconds = time_forward_backward(layer, x, args.warmup, args.repeats)
-    mlp_seconds = time_forward_backward(mlp, x, args.warmup, args.repeats)
+    layer_times, mlp_times = time_pairs(layer, mlp, x, args.warmup, args.repeats)
+    s2kan_seconds = statistics.median(layer_times)
+    mlp_seconds = statistics.median(mlp_times)
+    pair_ratio = statistics.median(a / b for a, b in zip(layer_times, mlp_times))
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"machine: {platform.machine()} {platform.processor() or platform.platform()}, "
@@ -95,7 +108,8 @@ def main() -> None:
     print(f"S2KAN layer: {count_parameters(layer)} parameters, {1e3 * s2kan_seconds:.3f} ms forward+backward")
     print(f"MLP (hidden {mlp[0].out_features}): {count_parameters(mlp)} parameters, "
           f"{1e3 * mlp_seconds:.3f} ms forward+backward")
-    print(f"ratio S2KAN / MLP: {s2kan_seconds / mlp_seconds:.2f}")
+    print(f"ratio S2KAN / MLP: {s2kan_seconds / mlp_seconds:.2f} of medians, "
+          f"{pair_ratio:.2f} median of alternating pairs")
 
 
 if __name__ == "__main__":
