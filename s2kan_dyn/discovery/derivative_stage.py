@@ -217,7 +217,7 @@ def fit_derivative_stage(
         model = S2KAN([d, [d, n_products], d], primitives=primitives, spline=spline, device=device, seed=seed + index)
         record = fit_gated(model, X_t, Y_t, lam=lam, schedule=schedule, progress=progress, seed=seed + index)
         polish_network(model, X_t, Y_t)
-        readout = read_out(model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance, snap=snap)
+        readout = read_out(model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance, snap=snap, floor=floor)
         relative_rmse, bits = description_bits(readout, X, dX, floor)
         # A read-out with at least half as many terms per equation as samples
         # fits anything; it never counts as reaching the noise floor.

@@ -31,7 +31,7 @@ from ..trajectory import as_trajectories, warn_constant_states
 from .derivative_stage import DICTIONARY_LEVELS, DEFAULT_SCHEDULE, fit_derivative_stage
 from .derivatives import smoothed_derivative
 from .readout import has_dense, least_squares, plain_symbols
-from .selfcheck import agreement_time, network_rollout
+from .selfcheck import agreement_time, network_rollout, short_rollout_error
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +289,25 @@ class SymbolicODE:
             "window": result.windows,
             "seconds": result.seconds,
         }
-        report["stages"]["trajectory"] = _jsonable(entry)
         if result.skipped_reason is not None:
+            report["stages"]["trajectory"] = _jsonable(entry)
             return equations
-        return candidates.to_equations(result.coefficients, result.active)
+
+        # The stage must earn its place: its equations replace the derivative
+        # stage's only where they follow the data better over short rollouts.
+        refitted = candidates.to_equations(result.coefficients, result.active)
+        before = short_rollout_error(equations, trajectories)
+        after = short_rollout_error(refitted, trajectories) if np.isfinite(result.loss) else np.inf
+        entry.update(rollout_error_before=before, rollout_error_after=after, accepted=bool(after <= before))
+        report["stages"]["trajectory"] = _jsonable(entry)
+        if after <= before:
+            log.info("trajectory stage accepted: short-rollout error %.3g -> %.3g", before, after)
+            return refitted
+        log.warning(
+            "trajectory stage rejected: its equations follow the data worse over short rollouts (%.3g against %.3g); "
+            "keeping the derivative stage's", after, before,
+        )
+        return equations
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "equations_"):

@@ -14,7 +14,9 @@ term-level sparsity comes from here:
    derivative residual does not grow;
 4. repeat "drop every term whose RMS contribution is under ``tolerance`` times
    the RMS of that state's derivative, refit the rest by least squares" until
-   the term set stops changing (one pass leaves spurious terms on noisy data);
+   the term set stops changing (one pass leaves spurious terms on noisy data),
+   then eliminate terms backwards while that shortens the description
+   (Gaussian code length of the residuals plus bits per term);
 5. snap the coefficients to simple values when the fit does not get worse
    (``s2kan_dyn.readout.snap``).
 
@@ -256,6 +258,50 @@ def _argument_substitution(expr: sp.Expr, numbers: Sequence[sp.Float], params) -
     return {call: call.func(call.args[0].xreplace(lookup)) for call in expr.atoms(*_ARGUMENT_FUNCTIONS)}
 
 
+def eliminate_by_description_length(
+    library: TermLibrary, X: np.ndarray, dX: np.ndarray, active: np.ndarray, floor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop terms, one at a time per equation, while that shortens the description.
+
+    For an equation with term set ``S`` the description length is
+    ``n/2 * log2(MSE_S + floor^2) + |S| * (1/2 * log2(n) + log2(T))`` bits: the
+    residuals' Gaussian code length plus each coefficient and the choice of
+    its term among ``T``. The term whose removal gives the shortest
+    description goes, as long as that is shorter than keeping it (backward
+    elimination under a BIC-like criterion). ``floor`` (shape ``(d,)``, in
+    derivative units) is the resolution below which residuals are noise.
+
+    Returns:
+        ``(coefficients (T, d), active (T, d))``.
+    """
+    theta = library.evaluate(X)
+    n, n_terms = theta.shape
+    per_term = 0.5 * np.log2(n) + np.log2(max(n_terms, 2))
+    active = np.asarray(active, dtype=bool).copy()
+
+    def bits(j: int, mask: np.ndarray) -> float:
+        column = np.zeros((n_terms, 1), dtype=bool)
+        column[:, 0] = mask
+        fitted = _least_squares_columns(theta, dX[:, j : j + 1], column)
+        mse = float(np.mean((dX[:, j] - theta @ fitted[:, 0]) ** 2))
+        return 0.5 * n * np.log2(mse + floor[j] ** 2) + int(mask.sum()) * per_term
+
+    for j in range(dX.shape[1]):
+        current = bits(j, active[:, j])
+        while active[:, j].any():
+            trials = []
+            for k in np.flatnonzero(active[:, j]):
+                mask = active[:, j].copy()
+                mask[k] = False
+                trials.append((bits(j, mask), k))
+            best, k = min(trials)
+            if best >= current:
+                break
+            active[k, j] = False
+            current = best
+    return _least_squares_columns(theta, dX, active), active
+
+
 def snap_arguments(
     expressions: Sequence[sp.Expr], state_names: Sequence[str], X: np.ndarray, dX: np.ndarray
 ) -> list[sp.Expr]:
@@ -326,6 +372,7 @@ def read_out(
     dX: np.ndarray,
     tolerance: float,
     snap: bool = True,
+    floor: np.ndarray | None = None,
 ) -> Readout:
     """Turn expressions of a vector field (one per state) into pruned, refitted equations.
 
@@ -336,11 +383,17 @@ def read_out(
         dX: derivatives at ``X``, shape ``(n, d)``.
         tolerance: pruning level, relative to each derivative's RMS.
         snap: snap coefficients to simple values when the fit holds (default True).
+        floor: residual resolution per state for the description length, shape
+            ``(d,)`` in derivative units (default: round-off of each derivative's RMS).
     """
     expressions = refit_arguments(expressions, state_names, X, dX)
     expressions = snap_arguments(expressions, state_names, X, dX)
     library, coefficients, dense = expression_library(expressions, state_names)
     coefficients, active, rounds = prune_and_refit(library, X, dX, coefficients != 0, tolerance)
+    if floor is None:
+        floor = 64 * np.finfo(float).eps * np.sqrt(np.mean(dX**2, axis=0))
+    coefficients, active = eliminate_by_description_length(library, X, dX, active, np.asarray(floor, dtype=float))
+    rounds.append({"n_terms": int(active.sum()), "step": "description length"})
     equations = library.to_equations(coefficients, active)
     if snap:
         equations = snap_coefficients(equations, state_names, X, dX)

@@ -137,3 +137,37 @@ def agreement_time(
                  median, t[-1], len(times))
     return {"agreement_time": median, "agreement_min": float(min(times)), "horizon": float(t[-1]),
             "n_starts": len(times), "short": bool(short)}
+
+
+def short_rollout_error(
+    equations: Mapping[str, sp.Expr], trajectories: Sequence[Trajectory], steps: int = 8, n_starts: int = 64
+) -> float:
+    """Return the RMS error of short rollouts of ``equations`` against the observed samples.
+
+    From up to ``n_starts`` observed samples spread over the data, the
+    equations are rolled out over the next ``steps`` samples (fewer where a
+    trajectory is short); the error is the RMS over starts, samples and states
+    of the difference over each state's standard deviation. A rollout that
+    stops early counts its missing samples at an error of 1 each. This scores
+    equations on the data themselves, without derivatives, so it can choose
+    between the derivative and the trajectory stage's results.
+    """
+    names = trajectories[0].state_names
+    rhs = equations_to_numpy(dict(equations), names)
+    data = np.concatenate([tr.x for tr in trajectories])
+    scale = np.std(data, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    bound = default_bound(data)
+    length = max(2, min(steps, min(tr.n_samples for tr in trajectories) - 1))
+    starts = [(tr, k) for tr in trajectories for k in range(tr.n_samples - length)]
+    picks = np.linspace(0, len(starts) - 1, min(n_starts, len(starts))).round().astype(int)
+
+    squared = []
+    for index in picks:
+        tr, k = starts[index]
+        window = slice(k, k + length + 1)
+        result = rollout(rhs, tr.x[k], tr.t[window], bound=bound, max_steps=2000)
+        error = np.ones((length + 1, len(names)))
+        error[: result.x.shape[0]] = (result.x - tr.x[window][: result.x.shape[0]]) / scale
+        squared.append(np.mean(error[1:] ** 2))
+    return float(np.sqrt(np.mean(squared)))
