@@ -51,3 +51,13 @@ def test_compare_needs_name_or_data(tmp_path, capsys):
     code = main(["compare", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "either NAME" in capsys.readouterr().err
+
+
+def test_compare_table_failed_method():
+    from s2kan_dyn.cli.compare_cmd import comparison_table
+
+    table = comparison_table({"s2kan": {"error": "no terms"}, "sindy": {"n_terms_found": 2, "f1": 1.0}}, True)
+    lines = table.splitlines()
+    assert lines[2].startswith("| s2kan | failed: no terms |")
+    assert lines[2].count("|") == lines[0].count("|")
+    assert lines[3].startswith("| sindy | 2 | 1 |")

@@ -97,6 +97,9 @@ def comparison_table(results: dict, has_truth: bool) -> str:
     header = ["method", "terms found", "F1", "coef. error", "derivative R^2", "VPT", "fit time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, m in results.items():
+        if "error" in m:
+            lines.append(f"| {method} | failed: {m['error']} |" + " |" * (len(header) - 2))
+            continue
         vpt = _fmt(m.get("vpt"))
         if m.get("vpt_lyapunov") is not None:
             vpt += f" ({m['vpt_lyapunov']:.2f} Lyapunov times)"
@@ -134,11 +137,18 @@ def run(args) -> int:
     out = prepare_output(args)
     pin_threads()
 
-    evaluations = {}
+    evaluations, results = {}, {}
     for method in methods:
         log.info("fitting %s on %s", method, case.label)
-        evaluations[method] = evaluate(case, method, time_budget=args.time_budget)
-    results = {method: e.metrics for method, e in evaluations.items()}
+        try:
+            evaluations[method] = evaluate(case, method, time_budget=args.time_budget)
+            results[method] = evaluations[method].metrics
+        except S2KANDynError as exc:
+            # One method's failure is part of the comparison, so the others are still reported.
+            log.warning("%s failed on %s: %s", method, case.system, exc)
+            results[method] = {"error": str(exc)}
+    if not evaluations:
+        raise S2KANDynError(f"every method failed on {case.system}: {results}")
     has_truth = case.truth is not None
 
     table = comparison_table(results, has_truth)
@@ -160,8 +170,12 @@ def run(args) -> int:
         "states": list(case.state_names),
         "truth": equation_strings(case.truth),
         "methods": {
-            method: {"equations": e.metrics["equations"], "metrics": e.metrics, "fit": e.fitted.details}
-            for method, e in evaluations.items()
+            method: (
+                {"equations": evaluations[method].metrics["equations"], "metrics": figures,
+                 "fit": evaluations[method].fitted.details}
+                if method in evaluations else {"error": figures["error"]}
+            )
+            for method, figures in results.items()
         },
         "settings": {k: v for k, v in vars(args).items() if k != "run"},
         "versions": versions(),
