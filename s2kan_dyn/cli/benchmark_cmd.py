@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once (worker processes, default 1)")
     parser.add_argument("--executor", default="local", help="local (process pool, default) or ray")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                        help="seconds per run before it is stopped and recorded as timed out (default 600)")
+                        help="seconds per run (simulation, fit and scoring) before it is stopped and recorded "
+                        "as timed out (default 600)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder; an existing results.csv is resumed")
     parser.add_argument("--odebench-path", metavar="PATH",
                         help="ODEBench equations file (default: the copy shipped with s2kan-dyn)")
