@@ -20,39 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-import sympy
+from s2kan_dyn.benchmark.odebench import convert_entry
 
 OUT = Path(__file__).resolve().parents[1] / "s2kan_dyn" / "datasets" / "odebench.json"
-
-
-def convert_equation(text: str) -> str:
-    """Rename x_i to x<i> and c_i to c<i>, write powers as ``**`` and check that sympy parses it."""
-    text = re.sub(r"\bx_(\d+)\b", r"x\1", text)
-    text = re.sub(r"\bc_(\d+)\b", r"c\1", text)
-    text = text.replace("^", "**")
-    text = re.sub(r"\s+", " ", text).strip()
-    sympy.sympify(text, locals={f"x{i}": sympy.Symbol(f"x{i}") for i in range(10)})
-    return text
-
-
-def convert(system: dict) -> dict:
-    dim = int(system["dim"])
-    return {
-        "id": int(system["id"]),
-        "name": system["name"],
-        "states": [f"x{i}" for i in range(dim)],
-        "equations": [convert_equation(e) for e in system["equations"]],
-        "constants": {k.replace("_", ""): float(v) for k, v in system["constants"].items()},
-        "initial_conditions": [[float(v) for v in ic] for ic in system["init_conditions"]],
-        "t_span": [float(v) for v in system["t_span"]],
-        "n_points": int(system["n_points"]),
-        "rhs_class": system["rhs_class"],
-        "chaotic": bool(system["chaotic"]),
-        "reference": system.get("source", ""),
-    }
 
 
 def main() -> None:
@@ -62,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = json.loads(Path(args.source).read_text(encoding="utf-8"))
-    systems = [convert(s) for s in data["systems"]]
+    systems = [convert_entry(s) for s in data["systems"]]
     copy = {
         "benchmark": "ODEBench",
         "source": (

@@ -171,3 +171,26 @@ def test_evaluate_s2kan_linear_growth():
     assert result.metrics["coef_error"] < 1e-6
     assert result.metrics["rollout_status"] == "ok"
     assert result.fitted.details["equations"]["x0"]
+
+
+def test_odebench_reference_layout(tmp_path):
+    import json
+
+    from s2kan_dyn.benchmark import odebench
+
+    entry = {"id": 7, "name": "decay", "dim": 1, "equations": ["- c_0 * x_0^2"], "constants": {"c_0": 0.5},
+             "init_conditions": [[1.0], [2.0]], "t_span": [0, 10], "n_points": 101, "rhs_class": "polynomial",
+             "chaotic": False, "source": "made up"}
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({"systems": [entry]}))
+    assert odebench.names(str(path)) == ["odebench_07"]
+    system = odebench.get("odebench_07", str(path))
+    assert str(system.equations()["x0"]) == "-0.5*x0**2"
+    assert odebench.held_out_initial_condition("odebench_07", str(path)) == [2.0]
+
+
+def test_odebench_invalid_entry(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"systems": [{"id": 1}]}')
+    with pytest.raises(S2KANDynError, match="invalid"):
+        system_names("odebench", SuiteOptions(odebench_path=str(path)))

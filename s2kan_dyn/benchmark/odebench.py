@@ -13,6 +13,7 @@ Protocol: fit on the first initial condition, score on the second.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,9 +25,40 @@ COPY = Path(__file__).resolve().parents[1] / "datasets" / "odebench.json"
 SOURCE = "ODEBench (d'Ascoli et al. 2023, ODEFormer; MIT licence)"
 
 
+def convert_equation(text: str) -> str:
+    """Rename ``x_i`` to ``xi`` and ``c_i`` to ``ci`` and write powers as ``**``; check that sympy parses it."""
+    text = re.sub(r"\bx_(\d+)\b", r"x\1", text)
+    text = re.sub(r"\bc_(\d+)\b", r"c\1", text)
+    text = re.sub(r"\s+", " ", text.replace("^", "**")).strip()
+    sympy.sympify(text, locals={f"x{i}": sympy.Symbol(f"x{i}") for i in range(10)})
+    return text
+
+
+def convert_entry(system: dict) -> dict:
+    """Return an entry of the reformatted ODEBench JSON (``x_0``, ``c_0``, ``init_conditions``) in this module's layout."""
+    dim = int(system["dim"])
+    return {
+        "id": int(system["id"]),
+        "name": system["name"],
+        "states": [f"x{i}" for i in range(dim)],
+        "equations": [convert_equation(e) for e in system["equations"]],
+        "constants": {k.replace("_", ""): float(v) for k, v in system["constants"].items()},
+        "initial_conditions": [[float(v) for v in ic] for ic in system["init_conditions"]],
+        "t_span": [float(v) for v in system["t_span"]],
+        "n_points": int(system["n_points"]),
+        "rhs_class": system["rhs_class"],
+        "chaotic": bool(system["chaotic"]),
+        "reference": system.get("source", ""),
+    }
+
+
 @lru_cache(maxsize=4)
 def load_entries(path: str | None = None) -> tuple[dict, ...]:
-    """Return the system entries of the ODEBench copy at ``path`` (default the shipped copy)."""
+    """Return the system entries of the ODEBench file at ``path`` (default the shipped copy).
+
+    The file is the project's copy or the reformatted ODEBench JSON, whose
+    entries are converted with :func:`convert_entry`.
+    """
     file = Path(path) if path else COPY
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -34,9 +66,12 @@ def load_entries(path: str | None = None) -> tuple[dict, ...]:
         raise DataError(f"ODEBench copy {file} not found; pass --odebench-path with the project's odebench.json.") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"ODEBench copy {file} is not valid JSON ({exc}).") from None
-    if "systems" not in data:
-        raise DataError(f"{file} has no 'systems' list; give the file written by benchmarks/make_odebench_copy.py.")
-    return tuple(data["systems"])
+    if not isinstance(data, dict) or not isinstance(data.get("systems"), list):
+        raise DataError(f"{file} has no 'systems' list; give the project's odebench.json or the ODEBench JSON.")
+    try:
+        return tuple(e if "states" in e else convert_entry(e) for e in data["systems"])
+    except (KeyError, TypeError, ValueError, sympy.SympifyError) as exc:
+        raise DataError(f"{file}: an ODEBench entry is invalid ({type(exc).__name__}: {exc}).") from None
 
 
 def system_name(entry: dict) -> str:
