@@ -1,0 +1,95 @@
+"""``s2kan-dyn discover`` end to end: output folder, report, plots, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import systems
+from s2kan_dyn.cli import main
+from s2kan_dyn.io import save_trajectories
+
+
+@pytest.fixture
+def lotka_file(out_dir):
+    [traj] = systems.get("lotka_volterra").simulate(t_end=12.0, dt=0.05)
+    path = out_dir / "lv.csv"
+    save_trajectories(path, [traj])
+    return path
+
+
+@pytest.mark.slow
+def test_discover_file_writes_report(lotka_file, out_dir, capsys):
+    code = main(["-q", "discover", "--data", str(lotka_file), "--stages", "derivative", "--out", "run"])
+    assert code == 0
+    report = json.loads((out_dir / "run" / "report.json").read_text())
+    assert report["states"] == ["x", "y"]
+    assert report["truth"] is None
+    assert report["stages"]["derivative"]["ran"]
+    assert report["stages"]["trajectory"]["reason"] == "not requested"
+    assert report["metrics"]["forecast"]["vpt"] > 0
+    assert report["seed"] == 0
+    assert "torch" in report["versions"]
+    found = sp.sympify(report["equations"]["x"])
+    assert {str(s) for s in found.free_symbols} <= {"x", "y"}
+    for name in ("forecast.png", "phase_portrait.png", "open_terms.png"):
+        assert (out_dir / "run" / name).stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert printed.startswith("x' = ")
+
+
+@pytest.mark.slow
+def test_discover_catalog_beside_truth(out_dir, capsys):
+    code = main(["-q", "discover", "lotka_volterra", "--t-end", "12", "--dt", "0.05", "--stages", "derivative",
+                 "--report", "copy.json"])
+    assert code == 0
+    report = json.loads((out_dir / "s2kan-dyn-out" / "lotka_volterra" / "report.json").read_text())
+    assert report["metrics"]["equations"]["exact"]
+    assert report["truth"]["y"] == "x*y/10 - 2*y/5"
+    assert json.loads((out_dir / "copy.json").read_text())["equations"] == report["equations"]
+    assert "(true: " in capsys.readouterr().out
+
+
+def test_non_empty_folder_rejected(lotka_file, out_dir, capsys):
+    (out_dir / "run").mkdir()
+    (out_dir / "run" / "old.txt").write_text("keep")
+    code = main(["discover", "--data", str(lotka_file), "--out", "run"])
+    message = capsys.readouterr().err
+    assert code == 2
+    assert "not empty" in message
+    assert "--force" in message
+    assert (out_dir / "run" / "old.txt").read_text() == "keep"
+
+
+def test_name_and_data_rejected(lotka_file, out_dir, capsys):
+    assert main(["discover", "lorenz", "--data", str(lotka_file)]) == 2
+    assert "either NAME" in capsys.readouterr().err
+
+
+def test_unknown_name_suggests(out_dir, capsys):
+    assert main(["discover", "lorenzz"]) == 2
+    message = capsys.readouterr().err
+    assert "'lorenz'" in message
+    assert "Traceback" not in message
+
+
+def test_missing_file_rejected(out_dir, capsys):
+    assert main(["discover", "--data", "missing.csv"]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert not (out_dir / "s2kan-dyn-out").exists()
+
+
+def test_bad_test_fraction_rejected(lotka_file, out_dir, capsys):
+    assert main(["discover", "--data", str(lotka_file), "--test-fraction", "1.5"]) == 2
+    assert "--test-fraction" in capsys.readouterr().err
+
+
+def test_nan_data_rejected(out_dir, capsys):
+    path = out_dir / "bad.csv"
+    rows = ["t,a,b"] + [f"{0.1 * k},{np.sin(k)},{'nan' if k == 7 else np.cos(k)}" for k in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["discover", "--data", str(path)]) == 2
+    message = capsys.readouterr().err
+    assert "non-finite" in message
+    assert "'b'" in message
