@@ -204,10 +204,43 @@ def fit_pattern(pattern: Pattern, F: torch.Tensor, y: torch.Tensor, generator: t
     return theta[0], float(loss[0])
 
 
+def _normalize_homogeneous(pattern: Pattern, A: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the scale that a sum pattern's outer constants can absorb, for snapping.
+
+    ``log|s*h| = log|s| + log|h|``, ``sqrt|s*h| = sqrt|s| sqrt|h|``,
+    ``1/(s*h) = (1/s)(1/h)`` and ``exp(h + b) = e^b exp(h)``: the same
+    function is written with the hidden node's largest constant scaled to
+    one (or the bias of an ``exp`` node moved out), so that the free
+    direction does not stop the constants from snapping.
+    """
+    A, b, c = A.copy(), b.copy(), c.copy()
+    for m, name in enumerate(pattern.primitives):
+        row = np.append(A[m], b[m])
+        s = row[np.argmax(np.abs(row))]
+        if name == "log" and s != 0:
+            c[0] += c[m + 1] * math.log(abs(s))
+        elif name == "sqrt" and s != 0:
+            c[m + 1] *= math.sqrt(abs(s))
+        elif name == "1/x" and s != 0:
+            c[m + 1] /= s
+        elif name == "exp":
+            c[m + 1] *= math.exp(min(b[m], 700.0))
+            b[m] = 0.0
+            continue
+        else:
+            continue
+        A[m] /= s
+        b[m] /= s
+    return A, b, c
+
+
 def _to_candidate(pattern: Pattern, theta: np.ndarray, coef: np.ndarray, factors: list[Factor], scales: np.ndarray, y_scale: float, symbols: Sequence[sp.Symbol]) -> Candidate:
     M, K = pattern.n_hidden, len(factors)
     A = theta[: M * K].reshape(M, K) / scales  # back to original units
-    b = theta[M * K :]
+    b = theta[M * K :].copy()
+    c = coef * y_scale
+    if pattern.kind == "sum":
+        A, b, c = _normalize_homogeneous(pattern, A, b, c)
     hidden = []
     edges = []
     for m in range(M):
@@ -219,7 +252,6 @@ def _to_candidate(pattern: Pattern, theta: np.ndarray, coef: np.ndarray, factors
         hidden.append(h)
         edges += [Edge(0, str(symbols[i]), f"h{m + 1}", tuple(labels)) for i, labels in per_input.items()]
     fns = [get_primitive(g).sympy_fn for g in pattern.primitives]
-    c = coef * y_scale
     if pattern.kind == "sum":
         expr = sp.Float(c[0]) + sum(sp.Float(c[m + 1]) * fn(hidden[m]) for m, fn in enumerate(fns))
         edges += [Edge(1, f"h{m + 1}", "y", (g,)) for m, g in enumerate(pattern.primitives)]
