@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from ..errors import FitError, S2KANDynError
 from .network import S2KAN
 from .objective import data_bits, mdl_loss
+from .rollback import ParameterRollback, restore, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -222,16 +223,14 @@ def fit_gated(
     for name, n_steps in (("ramp", schedule.ramp), ("freeze", schedule.freeze)):
         start = time.perf_counter()
         model.train()
+        rollback = ParameterRollback(coefficients + log_alphas, optimizer, name)
         for step in tqdm(range(n_steps), desc=name, disable=not progress, leave=False):
             weight = lam * (step + 1) / n_steps if name == "ramp" else lam
             model.resample_gates(generator)
             optimizer.zero_grad()
             loss, _, _ = mdl_loss(model, model(X), Y, weight, n_samples)
-            if not torch.isfinite(loss):
-                raise FitError(
-                    f"{name} stage: loss became {loss.item()} at step {step}; "
-                    "lower lr or gate_lr, or check the data for extreme values"
-                )
+            if not rollback.check(loss, step):
+                continue
             loss.backward()
             optimizer.step()
         if name == "freeze":
@@ -326,7 +325,13 @@ def _lbfgs(
             tolerance_change=LBFGS_TOLERANCE_CHANGE,
             line_search_fn="strong_wolfe",
         )
-        optimizer.step(closure)
+        saved = snapshot(parameters)
+        try:
+            optimizer.step(closure)
+        except FitError as error:
+            restore(parameters, saved)
+            logger.warning("%s; parameters rolled back to the start of L-BFGS run %d, which ends the stage", error, runs)
+            break
         iterations = max(1, int(optimizer.state[parameters[0]].get("n_iter", 0)))
         done += iterations
         bar.update(iterations)
