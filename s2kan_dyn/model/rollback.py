@@ -3,9 +3,9 @@
 An optimiser step that overshoots into a region where a primitive
 overflows (``exp`` of a large argument, a pole of ``1/x``) gives a NaN or
 infinite loss at the next evaluation. :class:`ParameterRollback` keeps a
-copy of the parameters at the last finite loss; on a non-finite loss it
-restores them and halves the learning rate of every parameter group, and
-after ``max_rollbacks`` such events it raises :class:`FitError`. L-BFGS
+copy of the parameters at the last finite loss. On a non-finite loss it
+restores them and halves the learning rate of every parameter group.
+After ``max_rollbacks`` such events it raises :class:`FitError`. L-BFGS
 runs use :func:`snapshot` and :func:`restore` directly: a non-finite loss
 inside a run restores the parameters at its start and ends the stage.
 """
@@ -21,8 +21,8 @@ from ..errors import FitError
 
 log = logging.getLogger(__name__)
 
-# Each rollback halves the learning rates, so 8 rollbacks lower them 256-fold;
-# a fit that still diverges then has a problem that a smaller step does not fix.
+# Each rollback halves the learning rates, so 8 rollbacks lower them 256-fold.
+# A fit that still diverges then has a problem that a smaller step does not fix.
 MAX_ROLLBACKS = 8
 STEP_FACTOR = 0.5
 
