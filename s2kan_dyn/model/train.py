@@ -139,9 +139,9 @@ def fit_gated(
     Y: Tensor,
     lam: float = 1.0,
     schedule: GateSchedule = GateSchedule(),
-    lr: float = 1e-2,
+    lr: float = 1e-3,
     progress: bool = False,
-    gate_lr: float = 5e-2,
+    gate_lr: float = 1e-1,
     scale: bool = True,
     update_grid: bool = True,
     seed: int | None = None,
@@ -161,9 +161,14 @@ def fit_gated(
         lam: final weight of the model bits (default 1, plain MDL; 0 fits
             without any pressure to close gates).
         schedule: steps per stage.
-        lr: Adam learning rate of the coefficients in the stochastic stages.
+        lr: Adam learning rate of the coefficients in the stochastic stages
+            (default 1e-3).
         progress: show tqdm progress bars.
-        gate_lr: Adam learning rate of the gate locations ``log_alpha``.
+        gate_lr: Adam learning rate of the gate locations ``log_alpha``
+            (default 0.1). On y = x0*x1 + 2 sin(x0) with a [2, [2, 1], 1]
+            network (3 seeds), these defaults left 24 to 38 of 99 terms
+            open at -12 to -13.6 data bits per sample after polish, against
+            29 to 50 terms at -10 to -10.8 with lr 1e-2 and gate_lr 0.05.
         scale: set the model's input and output scaling to the data RMS first.
         update_grid: fit the spline grids to the data first.
         seed: seed of the gate noise (default: torch's global generator).
