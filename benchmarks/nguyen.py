@@ -1,11 +1,14 @@
 """Nguyen F1-F12 symbolic regression benchmark of ``S2KANRegressor``.
 
-Definitions and input ranges are those of Uy, Hoai, O'Neill, McKay and
-Galvan-Lopez, "Semantically-based crossover in genetic programming",
-Genetic Programming and Evolvable Machines 12 (2011), as reproduced in the
-benchmark tables of symbolic-regression projects (for example the
-Deep Symbolic Regression code): F1-F6, F9, F10, F12 on [-1, 1] per input,
-F7 on [0, 2], F8 on [0, 4], and F11 (``x^y``) on [0, 1]^2 so that it is real.
+The twelve formulas are the Nguyen set named after Uy, Hoai, O'Neill, McKay
+and Galvan-Lopez (Genetic Programming and Evolvable Machines 12, 2011), in
+the form that public symbolic-regression benchmark code lists them. The
+input ranges follow the most common of those listings: F1-F6, F9, F10 and
+F12 on [-1, 1] per input, F7 on [0, 2], F8 on [0, 4], and F11 (``x^y``) on
+[0, 1]^2 so that it is real.
+NOTE: listings differ for F9-F12 (some use [0, 1] for all four), and the
+paper itself was not checked.
+
 Sample counts are this project's: 256 training and 1,000 test points drawn
 uniformly, per data seed.
 
@@ -72,7 +75,7 @@ def make_data(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def is_exact(found: sp.Expr, name: str, X_test: np.ndarray, y_test: np.ndarray) -> bool:
-    """Whether ``found`` has no float constant and matches the truth at ``X_test`` to round-off."""
+    """Check that ``found`` has no float constant and matches the truth at ``X_test`` to round-off."""
     if found.atoms(sp.Float) or found.atoms(sp.core.function.AppliedUndef):
         return False
     d = PROBLEMS[name][1]

@@ -2,9 +2,9 @@
 
 A fitted expression carries floating-point constants (``2.4999999998*x**2``,
 ``sin(1.0000001*x + 1.5707963)``). Snapping replaces each constant by a
-simple value near it when the fit does not get worse beyond a tolerance,
-and refits the constants still free by least squares after every snap, so
-that the others can absorb what a snap moved.
+simple value near it when the fit does not get worse beyond a tolerance.
+After every snap the constants still free are refitted by least squares,
+so that they absorb what the snap moved.
 
 On noise-free data this is also the test of structure: the right structure
 drops to round-off once its constants are snapped, while a wrong one that
@@ -33,8 +33,8 @@ from ..errors import DataError
 log = logging.getLogger(__name__)
 
 # Absolute floor of the RMSE, relative to the RMS of the target: 8 float64
-# machine epsilons, so that differences at round-off never block a snap, while
-# a wrong structure that fits to 1e-14 is still told apart from an exact one.
+# machine epsilons. Differences at round-off then never block a snap, but a
+# wrong structure that fits to 1e-14 still fails where an exact one holds.
 _ROUNDOFF = 8.0 * np.finfo(np.float64).eps
 
 # A residual that is not finite (a log of a negative number during a refit)
@@ -229,7 +229,7 @@ def snap_constants(
     least squares (Levenberg-Marquardt, Jacobian from sympy), which gives the
     reference RMSE. A snap is kept when the refitted RMSE stays within
     ``rmse_ref * (1 + tolerance)`` plus a round-off floor of 8 machine
-    epsilons times the RMS of ``y``; the reference is never updated, so the
+    epsilons times the RMS of ``y``. The reference is never updated, so the
     snaps together cannot worsen the fit beyond the tolerance.
 
     Args:
@@ -275,9 +275,9 @@ def snap_constants(
     limit = rmse_ref * (1.0 + tolerance) + _ROUNDOFF * float(np.sqrt(np.mean(y**2)))
     snapped: dict[int, sp.Expr] = {}
 
-    # Trials go simplest candidate first over all free constants (then the
-    # nearest); after a snap holds, the list is rebuilt from the refitted
-    # values, and a (constant, value) pair that failed is not tried again.
+    # Trials go simplest candidate first over all free constants, then nearest
+    # first. After a snap holds, the list is rebuilt from the refitted values.
+    # A (constant, value) pair that failed once is not tried again.
     failed: set[tuple[int, sp.Expr]] = set()
     for _ in range(max_rounds):
         accepted = False

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # ones to about 1e-16, so a looser floor would let the wrong ones tie.
 ROUNDOFF = 8.0 * np.finfo(np.float64).eps
 # Snapping is tried during a search only on fits this close (relative RMSE),
-# the ones that snapping may turn exact; the final choice is always snapped.
+# because only those can turn exact. The estimator snaps its final choice.
 SNAP_GATE = 1e-8
 # Code length of one snapped constant, a simple fraction or multiple of pi.
 SNAPPED_BITS = 4.0
@@ -159,8 +159,8 @@ def finalize(
 def _mostly_simple(expr: sp.Expr) -> bool:
     """Whether at least half of the inexact float constants are within 1e-8 of a simple value.
 
-    An exact structure fitted to round-off has nearly simple constants; a
-    wrong one that fits as closely has arbitrary ones, and snapping it would
+    An exact structure fitted to round-off has nearly simple constants. A
+    wrong one that fits as closely has arbitrary ones, so snapping it would
     only spend time. Floats that already are simple (inner scales taken from
     the grid) are not counted.
     """

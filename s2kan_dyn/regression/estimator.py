@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "enumerate", "relax")
 # The chosen formula is snapped at the end when it has at most this many
-# float constants; a larger one is an approximation, and snapping it costs
-# minutes for no gain in readability.
+# float constants. A larger one is an approximation, so snapping it would
+# cost minutes for no gain in readability.
 MAX_FINAL_SNAP = 24
 
 
@@ -38,12 +38,12 @@ class S2KANRegressor:
 
     Two ways to minimise the MDL objective over the gates (``search``):
 
-    - ``"enumerate"``: one symbolic layer solved in closed form first (least
-      squares over the cost-ordered dictionary, backward elimination, then
-      products of pairs); only if nothing fits to round-off after snapping,
-      two layers, with the layer-2 gate patterns enumerated in MDL order and
-      each fitted by Levenberg-Marquardt with variable projection. Exact
-      search; the pattern space grows with the number of inputs.
+    - ``"enumerate"``: one symbolic layer solved in closed form first, by
+      least squares over the cost-ordered dictionary, backward elimination,
+      then products of pairs. Only if nothing fits to round-off after
+      snapping, two layers follow: the layer-2 gate patterns are enumerated
+      in MDL order and each is fitted by Levenberg-Marquardt with variable
+      projection. The pattern space grows with the number of inputs.
     - ``"relax"``: the hard-concrete relaxation of the gates on an S2KAN
       with one hidden layer (model.train.fit_gated), for inputs too many to
       enumerate.

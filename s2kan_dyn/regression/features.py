@@ -8,16 +8,16 @@ A *term* is a product of one or two factors; the one-layer model is
 Cosines are sines with the phase ``pi/2`` held exact, so that a snapped
 read-out shows ``cos(x)`` rather than ``sin(x + 1.5707963)``.
 
-The spline factor is a B-spline basis of one input (model.spline); it is a
-group of columns with one coefficient each, and its sympy form is an
-undefined function ``dense_l0_0_<i>(x_i)``, so an open spline is always
-named in the read-out, never dropped.
+The spline factor is a B-spline basis of one input (model.spline), a group
+of columns with one coefficient each. Its sympy form is the undefined
+function ``dense_l0_0_<i>(x_i)``, so an open spline is named in the
+read-out rather than dropped.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -32,6 +32,9 @@ SPLINE = "spline"
 INNER_SCALES = (0.5, 1.0, 2.0, 3.0)
 # Bits of an inner scale taken from the grid above (log2 of its size).
 GRID_BITS = 2.0
+# Bits of choosing the spline, as for the costliest primitives plus two;
+# its coefficients are priced separately, 1/2 log2(n) bits each.
+SPLINE_BITS = 8.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,13 @@ class Factor:
     def bits(self) -> float:
         """Bits of choosing this factor: the primitive, plus the grid choice of its scale."""
         if self.primitive == SPLINE:
-            return 8.0
-        return get_primitive(self.primitive).bits + (GRID_BITS if self.affine else 0.0) + (1.0 if self.cosine else 0.0)
+            return SPLINE_BITS
+        bits = get_primitive(self.primitive).bits
+        if self.affine:
+            bits += GRID_BITS
+        if self.cosine:
+            bits += 1.0
+        return bits
 
     def key(self) -> tuple:
         return (self.primitive, self.input, round(self.a, 12), round(self.b, 12), self.cosine)
@@ -127,9 +135,9 @@ def inner_scale_grid(x: np.ndarray) -> tuple[float, ...]:
 def univariate_factors(X: np.ndarray, primitives: Sequence[str]) -> list[Factor]:
     """Build the factors of every input for ``primitives``, in the given (cost) order.
 
-    Affine primitives give one factor per grid scale (and per sign for
-    ``exp``); ``sin`` gives a sine and a cosine, which together express any
-    phase with linear coefficients.
+    Affine primitives give one factor per grid scale, and ``exp`` one per
+    sign. ``sin`` gives a sine and a cosine, which together express any phase
+    with linear coefficients.
     """
     factors: list[Factor] = []
     for name in primitives:
@@ -180,8 +188,3 @@ def term_sympy(term: Term, symbols: Sequence[sp.Symbol]) -> sp.Expr:
 def dense_function(layer: int, out: int, inp: int) -> sp.Function:
     """The undefined sympy function that names an open spline edge, as in the model package."""
     return sp.Function(f"dense_l{layer}_{out}_{inp}")
-
-
-def refine_factor(factor: Factor, a: float, b: float) -> Factor:
-    """Return ``factor`` with new inner constants."""
-    return replace(factor, a=a, b=b)

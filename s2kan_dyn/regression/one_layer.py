@@ -4,12 +4,13 @@ With the inner scales of the affine primitives on a fixed grid, the model
 is linear in its coefficients, so each term set is fitted by linear least
 squares and term sets are compared by description length (candidate.py).
 
-Search, cheapest dictionary first (MDL applied to the search itself): for
-each level of primitive cost, fit all univariate terms of that level and
-eliminate backwards, one term at a time, the term whose removal gives the
-shortest description; then, still in cost order, the same over products of
-pairs found by orthogonal matching pursuit (Pati, Rezaiifar, Krishnaprasad
-1993). The cheapest levels come first and the search stops at the first
+The search opens the cheapest dictionary first, which is MDL applied to
+the search itself. For each level of primitive cost it fits all univariate
+terms of that level. Backward elimination then drops one term at a time,
+each time the one whose removal gives the shortest description. Then, in
+the same cost order, it does the same over products of pairs. Where a
+dictionary has more columns than half the samples, orthogonal matching
+pursuit (Pati, Rezaiifar and Krishnaprasad 1993) chooses the starting set. The cheapest levels come first and the search stops at the first
 candidate that fits to round-off after snapping. The spline of each input
 is the last, most expensive entry, so it opens only when no primitive fits.
 """

@@ -3,8 +3,8 @@
 For dictionaries too large to enumerate (many inputs), the gate pattern is
 chosen by the L0 relaxation of Louizos, Welling and Kingma (2018) with the
 MDL penalty ramped in (model.train.fit_gated), instead of by enumeration.
-The network's open terms are composed into one sympy expression; when no
-spline stayed open, that expression is the model and its constants are
+The network's open terms are composed into one sympy expression. When no
+spline stayed open, that expression is the model, and its constants are
 snapped like any other candidate. When a spline stayed open, the network
 itself makes the predictions and the read-out names the dense edge.
 """

@@ -191,7 +191,7 @@ def _starts(M: int, K: int, count: int, generator: torch.Generator) -> torch.Ten
 def fit_pattern(pattern: Pattern, F: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float]:
     """Fit one pattern from random starts, cut by successive halving; return ``(theta, mse)``.
 
-    ``F`` (n, K) and ``y`` (n,) are scaled to unit RMS; ``theta`` holds the
+    ``F`` (n, K) and ``y`` (n,) are scaled to unit RMS. ``theta`` contains the
     layer-1 weights ``(M*K,)`` then the biases ``(M,)``, in those units.
     """
     problem = _Problem(pattern, F, y)
