@@ -280,9 +280,10 @@ class S2KAN(nn.Module):
             input_names: ``n_in`` names (or sympy symbols) of the inputs.
             max_terms: cap on a rough estimate of the work, in terms
                 (default ``MAX_SYMPY_TERMS``). An open ``x`` term on a node of
-                n terms counts n, any other open term n^2 (a function of a
-                long sum costs far more to build and expand), and each
-                expanded product the product of its factors' term counts.
+                n terms counts n. Any other open term counts n^2, because a
+                function of a long sum costs far more to build and expand.
+                Each expanded product counts the product of its factors'
+                term counts.
 
         Raises:
             S2KANDynError: wrong number of names, or the estimate exceeds
