@@ -290,3 +290,11 @@ def test_update_grids_cover_scaled_inputs():
     assert (model.layers[0].basis.lower <= scaled.min(0).values).all()
     assert (model.layers[0].basis.upper >= scaled.max(0).values).all()
     assert model.layers[0].basis.upper[0].item() < 1.2 * scaled[:, 0].max().item()
+
+
+def test_gradcheck_network_with_products():
+    model = S2KAN([2, [1, 1], 1], primitives=("x", "x^2", "sin", "tanh"), seed=2)
+    model.set_scaling(torch.tensor([1.5, 0.7], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64))
+    model.eval()
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    assert torch.autograd.gradcheck(model, (x.requires_grad_(True),), eps=1e-6, atol=1e-6)
