@@ -275,10 +275,16 @@ class SymbolicODE:
         dX = np.concatenate([s.dxdt for s in smoothed])
         candidates, mask = candidate_library(library, active)
         start = least_squares(candidates, X, dX, mask)
-        result = fit_trajectory_stage(
-            candidates, start, mask, trajectories, smoothed_states=[s.x for s in smoothed],
-            device=self.device, progress=progress, time_budget=self.time_budget,
-        )
+        try:
+            result = fit_trajectory_stage(
+                candidates, start, mask, trajectories, smoothed_states=[s.x for s in smoothed],
+                device=self.device, progress=progress, time_budget=self.time_budget,
+            )
+        except (torch.linalg.LinAlgError, FitError) as exc:
+            reason = f"the trajectory stage failed ({exc}); the derivative stage's equations are kept"
+            log.warning(reason)
+            report["stages"]["trajectory"] = {"ran": False, "reason": reason, "candidates": len(candidates)}
+            return equations
         entry = {
             "ran": result.skipped_reason is None,
             "reason": result.skipped_reason or "derivative estimates are not exact enough to be final",
