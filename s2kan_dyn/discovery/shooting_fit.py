@@ -244,7 +244,8 @@ class ShootingFit:
         variance = squares / torch.clamp(observed - parameters, min=1.0)
         self.noise = torch.sqrt(torch.clamp(variance, min=self.noise_floor**2))
 
-        u, y, v, _, _ = self._normal_equations(lin)
+        u, y, v, g_start, g_coefficients = self._normal_equations(lin)
+        self._gauss_newton = (u, y, v, g_start, g_coefficients, index)
         self.errors = torch.zeros_like(self.coefficients)
         if len(index) == 0:
             return
@@ -279,10 +280,39 @@ class ShootingFit:
                 if t_values[k, j] >= t_threshold:
                     break
                 self.active[k, j] = False
-                self.coefficients[k, j] = 0.0
                 self.errors[k, j] = 0.0
                 removed.append(f"{self.library.terms[k]} from d{name}/dt (|t| = {t_values[k, j]:.2g})")
+        if removed:
+            self._refit_linearised()
         return removed
+
+    def _refit_linearised(self) -> None:
+        """Move the kept coefficients and the start states to the Gauss-Newton optimum without the removed terms.
+
+        Zeroing a term whose effect other terms balanced can make the next
+        rollout diverge. So the step of the last linearisation is taken, or,
+        if its rollout is worse than plain zeroing, the terms are only zeroed.
+        """
+        u, y, v, g_start, g_coefficients, index = self._gauss_newton
+        current = self.coefficients.view(-1)[index]
+        position = {int(flat): p for p, flat in enumerate(index.tolist())}
+        free = [position[int(flat)] for flat in self._active_index().tolist()]
+        zeroed = self.coefficients * torch.as_tensor(self.active, device=self.coefficients.device)
+
+        reduced, gradient = _reduced_normal_equations(u, y, v, g_start, g_coefficients)
+        _, step = _linearised_loss(reduced, gradient, current, free)
+        if step is None:
+            self.coefficients = zeroed
+            return
+        delta = -current
+        delta[free] = step
+        moved = self.coefficients.clone()
+        moved.view(-1)[index] = current + delta
+        start = self.start - torch.einsum("wij,wj->wi", torch.linalg.inv(u), g_start + y @ delta)
+        if self._trial_cost(start, moved) < self._trial_cost(self.start, zeroed):
+            self.coefficients, self.start = moved, start
+        else:
+            self.coefficients = zeroed
 
     def swap_terms(self) -> list[str]:
         """Swap one kept term for an eliminated one where that lowers the loss; return the swaps made.
