@@ -1,4 +1,4 @@
-"""Slow end-to-end tests of S2KANRegressor: a target outside the dictionary, and the relaxation."""
+"""Slow end-to-end tests of S2KANRegressor: two layers, a target outside the dictionary, the relaxation."""
 
 import numpy as np
 import pytest
@@ -33,3 +33,16 @@ def test_relax_search_fits():
     assert model.structure_ == "relax"
     assert model.score(X, y) >= 0.999
     assert np.isfinite(model.predict(X)).all()
+
+
+@pytest.mark.slow
+def test_two_layer_recovers_sine_of_square():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1.0, 1.0, (256, 2))
+    y = np.sin(X[:, 0]) + np.sin(X[:, 1] ** 2)
+    model = S2KANRegressor(time_limit=40.0).fit(X, y)
+    x0, x1 = model.symbols_
+    assert model.structure_ == "two-layer"
+    assert model.exact_
+    assert sp.simplify(model.sympy() - (sp.sin(x0) + sp.sin(x1**2))) == 0
+    assert {e.layer for e in model.edges_} == {0, 1}

@@ -277,7 +277,8 @@ def snap_constants(
 
     # Trials go simplest candidate first over all free constants, then nearest
     # first. After a snap holds, the list is rebuilt from the refitted values.
-    # A (constant, value) pair that failed once is not tried again.
+    # A (constant, value) pair that failed is not tried again until a snap
+    # holds, because only a snap moves the other constants.
     failed: set[tuple[int, sp.Expr]] = set()
     for _ in range(max_rounds):
         accepted = False
@@ -292,6 +293,7 @@ def snap_constants(
             if refitter.rmse(trial) <= limit:
                 theta, free = trial, trial_free
                 snapped[k] = candidate.value
+                failed.clear()
                 accepted = True
                 break
             failed.add((k, candidate.value))
