@@ -99,7 +99,7 @@ class S2KANRegressor:
         >>> X = np.random.default_rng(0).uniform(-1, 1, (200, 2))
         >>> model = S2KANRegressor().fit(X, 2.5 * X[:, 0] ** 2 - X[:, 1])
         >>> model.sympy()
-        2.5*x0**2 - x1
+        5*x0**2/2 - x1
     """
 
     def __init__(
