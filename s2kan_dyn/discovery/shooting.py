@@ -296,7 +296,7 @@ def _skip_reason(library, coefficients, active, trajectories, scale, tolerance, 
     coef = torch.as_tensor(coefficients * active, dtype=dtype, device=device)
     one_step = make_windows(trajectories, 0.0, [tr.x for tr in trajectories], dtype, device,
                             min_intervals=1)
-    terms = TermEvaluator(library)
+    terms = TermEvaluator(library, device)
     sub_steps = choose_sub_steps(terms, coef, one_step, scale, tolerance=0.1 * tolerance)
     with torch.no_grad():
         predicted = rollout(terms, coef, one_step.start, one_step.steps, sub_steps)

@@ -51,7 +51,7 @@ class ShootingFit:
 
     def __init__(self, library, coefficients, active, scale, noise_floor, max_iterations):
         self.library = library
-        self.terms = TermEvaluator(library)
+        self.terms = TermEvaluator(library, coefficients.device)
         self.coefficients = coefficients  # (T, d) tensor, 0 where inactive
         self.active = active  # (T, d) numpy bool
         self.candidates = active.copy()
@@ -110,7 +110,7 @@ class ShootingFit:
         for low in range(0, directions, chunk):
             high = min(directions, low + chunk)
             start_tangent = torch.zeros(high - low, n_windows, d, dtype=w.start.dtype, device=w.start.device)
-            state_directions = torch.arange(low, min(high, d))
+            state_directions = torch.arange(low, min(high, d), device=w.start.device)
             start_tangent[state_directions - low, :, state_directions] = 1.0
             tangents = _Tangents(self.terms, start_tangent, direction_index[low:high])
             with torch.no_grad():

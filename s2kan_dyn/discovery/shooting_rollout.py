@@ -187,24 +187,25 @@ class TermEvaluator:
     evaluated at each call.
     """
 
-    def __init__(self, library: TermLibrary):
+    def __init__(self, library: TermLibrary, device: str | torch.device = "cpu"):
         self.n_terms, self.n_states = len(library), len(library.symbols)
+        device = torch.device(device)
         exponents = [_monomial_exponents(term, library.symbols) for term in library.terms]
         monomials = [k for k, e in enumerate(exponents) if e is not None]
         others = [k for k, e in enumerate(exponents) if e is None]
-        self.monomial_index = torch.as_tensor(monomials, dtype=torch.long)
-        self.exponents = torch.as_tensor([exponents[k] for k in monomials], dtype=torch.float64)
-        self.other_index = torch.as_tensor(others, dtype=torch.long)
+        self.monomial_index = torch.as_tensor(monomials, dtype=torch.long, device=device)
+        self.exponents = torch.as_tensor([exponents[k] for k in monomials], dtype=torch.float64, device=device)
+        self.other_index = torch.as_tensor(others, dtype=torch.long, device=device)
         self.others = None
         if others:
             terms = [library.terms[k] for k in others]
             self.others = TermLibrary(terms, library.state_names)
             partials = [term.diff(symbol) for term in terms for symbol in library.symbols]
             variable = [k for k, partial in enumerate(partials) if partial.free_symbols]
-            self.variable_index = torch.as_tensor(variable, dtype=torch.long)
+            self.variable_index = torch.as_tensor(variable, dtype=torch.long, device=device)
             self.variable = TermLibrary([partials[k] for k in variable], library.state_names) if variable else None
             constant = [0.0 if partial.free_symbols else float(partial) for partial in partials]
-            self.constant = torch.as_tensor(constant, dtype=torch.float64)
+            self.constant = torch.as_tensor(constant, dtype=torch.float64, device=device)
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluate every term at states ``x`` of shape ``(W, d)``; return ``(W, T)``."""
@@ -220,7 +221,7 @@ class TermEvaluator:
         derivatives = x.new_empty(n_windows, self.n_terms, self.n_states) if jacobian else None
 
         if len(self.monomial_index):
-            exponents = self.exponents.to(x.device, x.dtype)
+            exponents = self.exponents.to(x.dtype)
             powers = x.unsqueeze(1) ** exponents  # (W, T_monomial, d)
             values[:, self.monomial_index] = powers.prod(dim=-1)
             if jacobian:
@@ -233,9 +234,9 @@ class TermEvaluator:
         if self.others is not None:
             values[:, self.other_index] = self.others.evaluate_torch(x)
             if jacobian:
-                partials = self.constant.to(x.device, x.dtype).expand(n_windows, -1).clone()
+                partials = self.constant.to(x.dtype).expand(n_windows, -1).clone()
                 if self.variable is not None:
-                    partials[:, self.variable_index.to(x.device)] = self.variable.evaluate_torch(x)
+                    partials[:, self.variable_index] = self.variable.evaluate_torch(x)
                 derivatives[:, self.other_index] = partials.view(n_windows, -1, self.n_states)
         return values, derivatives
 
