@@ -1,6 +1,6 @@
 """The report of a discovery run: a JSON-serialisable dict, its file, and its text table.
 
-A report holds at least ``states``, ``equations`` (state -> sympy-parsable
+A report contains at least ``states``, ``equations`` (state -> sympy-parsable
 string), ``truth`` (the same, or ``None``), ``metrics``, ``timings``,
 ``stages`` (which ran and why), ``settings``, ``versions`` and ``seed``.
 It is written atomically, and as the last file of a run, so that a run

@@ -121,8 +121,7 @@ def run(args) -> int:
         model.save(out / MODEL_NAME)
         files.append(MODEL_NAME)
     else:
-        # TODO: write the model once SymbolicODE has save().
-        notes.append("model not saved: this version of SymbolicODE has no save()")
+        notes.append("model not saved: this estimator has no save()")
 
     fit_report = dict(model.report_)
     self_check = fit_report.get("self_check")

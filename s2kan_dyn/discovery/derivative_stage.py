@@ -1,9 +1,9 @@
 """Derivative matching: fit an S2KAN vector field to smoothed derivatives.
 
 The dictionary is opened in order of cost, which is minimum description
-length applied to the search itself: the first fit has only the identity
-primitive ``x`` (with multiplication nodes, so products of states are
-reachable); the next levels try the polynomial and then each costlier
+length applied to the search itself. The first fit has only the identity
+primitive ``x``, with multiplication nodes so that products of states are
+reachable. The next levels try the polynomial and then each costlier
 primitive beside ``x``, then all of them together; the dense spline opens
 last, only when no level reached the noise floor. A level is accepted as
 soon as its read-out equations fit the derivatives down to the noise floor;
@@ -109,8 +109,8 @@ def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray, floor: np.
     """Return the relative RMSE per state and the description length of a read-out, in bits.
 
     The data part is the Gaussian code length ``n/2 * log2(MSE_j + floor_j^2)``
-    per state, where ``floor`` (shape ``(d,)``, in derivative units) is the
-    resolution below which residuals are noise: without it, a read-out with as
+    per state. ``floor`` (shape ``(d,)``, in derivative units) is the
+    resolution below which residuals are noise. Without it, a read-out with as
     many terms as samples fits to round-off and wins. The model part charges
     ``log2(T) + 1/2 * log2(n)`` bits per surviving term (choosing it among
     ``T`` candidates, plus its coefficient).

@@ -5,10 +5,10 @@ from the data, never from a known truth:
 
 - the noise standard deviation of each state is estimated from high-order
   differences (:func:`estimate_noise`);
-- on a uniform grid, a Savitzky-Golay filter (Savitzky and Golay 1964)
-  whose window minimises Stein's unbiased estimate of the smoothing error,
-  computed from the estimated noise; on clean data, a short high-order
-  window, i.e. a high-order central difference;
+- on a uniform grid, a Savitzky-Golay filter (Savitzky and Golay 1964).
+  On noisy data its window minimises Stein's unbiased estimate of the
+  smoothing error, computed from the estimated noise. On clean data it is a
+  short high-order window, which is a high-order central difference;
 - on an irregular grid, an interpolating quintic spline when the data are
   clean, otherwise a smoothing spline whose penalty is chosen by
   generalised cross-validation (``scipy.interpolate.make_smoothing_spline``).
@@ -98,8 +98,8 @@ def estimate_noise_irregular(t: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Estimate the noise standard deviation of each column of ``x`` sampled at irregular ``t``.
 
     Each sample ``i`` is predicted by the quintic Lagrange polynomial through the
-    samples ``i-5, i-3, i-1, i+1, i+3, i+5`` (weights ``w``); for white noise of standard
-    deviation s the prediction error has standard deviation
+    samples ``i-5, i-3, i-1, i+1, i+3, i+5`` (weights ``w``). For white noise
+    of standard deviation s, the prediction error has standard deviation
     ``s * sqrt(1 + sum(w^2))``, which normalises each error exactly whatever
     the spacing. The spread is the median absolute deviation. Returns ``(d,)``.
     """
@@ -165,11 +165,10 @@ def _savgol(x: np.ndarray, dt: float, noise: np.ndarray, clean: bool) -> Smoothe
 def _risk_window(x: np.ndarray, noise: np.ndarray, order: int, max_window: int) -> int:
     """Return the odd window that minimises Stein's unbiased risk estimate of the smoothed states.
 
-    For a linear smoother whose centre weight is ``leverage``, the mean squared
-    error of the smoothed states is estimated without the truth by
-    ``mean(residual^2) - s^2 + 2 s^2 leverage`` (Stein 1981), for noise of
-    standard deviation ``s``; the states are summed in units of their own
-    noise variance. On the catalog's systems at 1-5% noise the chosen window
+    For a linear smoother whose centre weight is ``leverage``, and noise of
+    standard deviation ``s``, the mean squared error of the smoothed states is
+    estimated without the truth by ``mean(residual^2) - s^2 + 2 s^2 leverage``
+    (Stein 1981). The states are summed in units of their own noise variance. On the catalog's systems at 1-5% noise the chosen window
     gave derivative errors within about 30% of the best window's.
     """
     first = order + 3 if (order + 3) % 2 == 1 else order + 2

@@ -45,7 +45,7 @@ class SymbolicODE:
 
     - ``"derivative"``: an S2KAN fitted to smoothed finite differences, with
       the dictionary opened in order of cost and gates under the MDL
-      penalty; its read-out (expand, refit arguments, prune, refit, snap) gives
+      penalty. Its read-out (expand, refit arguments, prune, refit, snap) gives
       the first equations. Without this stage, the degree-2 polynomial terms
       fitted by least squares to the derivatives start the trajectory stage.
     - ``"trajectory"``: the read-out terms and their cheap neighbourhood
@@ -350,7 +350,7 @@ class SymbolicODE:
         """Roll out from ``x0`` (shape ``(d,)``) over times ``t`` (shape ``(n,)``); return ``(n, d)``.
 
         With ``use_network=False`` the read-out equations are integrated with
-        scipy (``s2kan_dyn.rollout``, DOP853, rtol 1e-10); with ``True`` the
+        scipy (``s2kan_dyn.rollout``, DOP853, rtol 1e-10). With ``True`` the
         network is integrated with torchdiffeq (rk4 on a refined grid). A
         rollout that diverges or fails is logged, and its rows from then on
         are NaN.

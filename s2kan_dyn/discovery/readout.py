@@ -6,9 +6,10 @@ term-level sparsity comes from here:
 1. expand each output expression into terms (``split_terms``);
 2. refit the numbers inside function arguments (``sin(a*x + b)``) jointly
    with the linear coefficients by variable projection (Golub and Pereyra
-   1973): the network's optimiser can stop at a nearby local minimum where a
-   wrong frequency is compensated by other terms, which a direct least-squares
-   fit of the few inner numbers escapes;
+   1973). The network's optimiser can stop at a nearby local minimum where
+   other terms make up for a wrong frequency, and a direct least-squares fit
+   of the few inner numbers escapes it (pendulum: ``sin(1.09*theta)`` plus a
+   linear term became ``sin(theta)``);
 3. snap the numbers inside function arguments (``sin(1.0000002*x)``) to simple
    values so that duplicate terms merge, keeping a snap only when the refitted
    derivative residual does not grow;
@@ -153,8 +154,8 @@ def prune_and_refit(
     """Drop terms of small contribution and refit until the term set stops changing.
 
     A term's contribution to state ``j`` is the RMS of ``coefficient * term(X)``
-    over the samples, divided by the RMS of ``dX[:, j]``; every term under
-    ``tolerance`` is dropped in a round, then the rest are refitted.
+    over the samples, divided by the RMS of ``dX[:, j]``. Each round drops every
+    term under ``tolerance`` and refits the rest.
 
     Returns:
         ``(coefficients (T, d), active (T, d), rounds)`` with one dict per round.
@@ -193,12 +194,12 @@ def refit_arguments(
 ) -> list[sp.Expr]:
     """Refit the numbers inside function arguments with the coefficients, by variable projection.
 
-    Every float inside a sin, cos, exp or tanh argument becomes a parameter;
-    for given parameters the coefficients of each state's terms are the
-    linear least-squares solution, and the parameters minimise the stacked
+    Every float inside a sin, cos, exp or tanh argument becomes a parameter.
+    For given parameters, the coefficients of each state's terms are the
+    linear least-squares solution. The parameters minimise the stacked
     residuals (each state divided by its derivative's RMS) with
     ``scipy.optimize.least_squares`` (trust region, finite-difference
-    Jacobian). Kept only when the residual does not grow.
+    Jacobian). The result is kept only when the residual does not grow.
 
     Args:
         expressions: one sympy expression per state.
@@ -308,9 +309,9 @@ def snap_arguments(
     """Snap numbers inside sin, cos, exp and tanh arguments when the refit holds.
 
     Each number is replaced by its simplest candidate within
-    :data:`ARGUMENT_WINDOW` (``snap_number``); the snap is kept when the
-    least-squares refit of all terms does not raise the derivative RMSE by
-    more than :data:`SNAP_TOLERANCE` (relative) plus round-off.
+    :data:`ARGUMENT_WINDOW` (``snap_number``). The snap is kept when the
+    least-squares refit of all terms raises the derivative RMSE by at most
+    :data:`SNAP_TOLERANCE` (relative) plus round-off.
     """
     expressions = [sp.expand(sp.sympify(e)) for e in expressions]
     numbers = _argument_numbers(expressions)
@@ -382,7 +383,7 @@ def read_out(
         X: states, shape ``(n, d)``.
         dX: derivatives at ``X``, shape ``(n, d)``.
         tolerance: pruning level, relative to each derivative's RMS.
-        snap: snap coefficients to simple values when the fit holds (default True).
+        snap: snap coefficients to simple values when the fit does not get worse (default True).
         floor: residual resolution per state for the description length, shape
             ``(d,)`` in derivative units (default: round-off of each derivative's RMS).
     """
@@ -397,6 +398,8 @@ def read_out(
     equations = library.to_equations(coefficients, active)
     if snap:
         equations = snap_coefficients(equations, state_names, X, dX)
+    # NOTE: dense terms keep the network's coefficients and are neither pruned
+    # nor refitted, because they cannot be evaluated without the network.
     dense_terms = []
     for name, pairs in dense.items():
         for term, coef in pairs:

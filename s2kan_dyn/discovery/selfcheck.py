@@ -146,8 +146,8 @@ def short_rollout_error(
 
     From up to ``n_starts`` observed samples spread over the data, the
     equations are rolled out over the next ``steps`` samples (fewer where a
-    trajectory is short); the error is the RMS over starts, samples and states
-    of the difference over each state's standard deviation. A rollout that
+    trajectory is short). The error is the RMS, over starts, samples and
+    states, of the difference divided by each state's standard deviation. A rollout that
     stops early counts its missing samples at an error of 1 each. This scores
     equations on the data themselves, without derivatives, so it can choose
     between the derivative and the trajectory stage's results.
