@@ -100,8 +100,9 @@ def term_scores(found: Mapping, true: Mapping) -> dict:
     recall = matched / len(true) if true else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     union = set(found) | set(true)
-    diff = math.sqrt(sum((found.get(m, 0.0) - true.get(m, 0.0)) ** 2 for m in union))
-    norm = math.sqrt(sum(c**2 for c in true.values()))
+    # fsum rounds the exact sum, so the result does not depend on set order (PYTHONHASHSEED).
+    diff = math.sqrt(math.fsum((found.get(m, 0.0) - true.get(m, 0.0)) ** 2 for m in union))
+    norm = math.sqrt(math.fsum(c**2 for c in true.values()))
     if norm > 0:
         coef_error = diff / norm
     else:
