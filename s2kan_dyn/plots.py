@@ -102,8 +102,8 @@ def plot_phase_portrait(
 def plot_open_terms(path: str | os.PathLike, network, input_names: Sequence[str]) -> Path:
     """Plot which terms of each edge are open, one heat map per layer.
 
-    Rows are edges ``(out <- in)``, columns the layer's primitives and the
-    spline; a dark cell is an open term (eval-mode gate).
+    Rows are edges ``(out <- in)``, columns the layer's primitives and, where
+    the layer has one, the spline. A dark cell is an open term (eval-mode gate).
     """
     layers = list(network.layers)
     plt, (fig, axes) = _figure(1, len(layers), size=(3.2 * len(layers) + 1.0, 5.0))
@@ -111,7 +111,7 @@ def plot_open_terms(path: str | os.PathLike, network, input_names: Sequence[str]
         ax = axes[0, index]
         open_terms = layer.open_terms().detach().cpu().numpy().astype(float)
         n_out, n_in, n_columns = open_terms.shape
-        labels = list(layer.primitive_names) + ["spline"]
+        labels = list(layer.primitive_names) + (["spline"] if layer.has_spline else [])
         grid = open_terms.reshape(n_out * n_in, n_columns)[:, : len(labels)]
         ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks(range(len(labels)))
