@@ -84,8 +84,12 @@ def is_exact(found: sp.Expr, name: str, X_test: np.ndarray, y_test: np.ndarray) 
     return bool(error <= EXACT_RTOL)
 
 
-def run_one(name: str, seed: int) -> dict:
-    """Fit one problem and seed with the default regressor; return a results row."""
+def run_one(name: str, seed: int, hidden_primitives: tuple[str, ...] | None = None) -> dict:
+    """Fit one problem and seed with the default regressor; return a results row.
+
+    ``hidden_primitives`` replaces the default layer-1 terms of the two-layer
+    search when given (the only setting the command line can change).
+    """
     import torch
 
     from s2kan_dyn.regression import S2KANRegressor
@@ -94,7 +98,8 @@ def run_one(name: str, seed: int) -> dict:
     X_train, y_train, X_test, y_test = make_data(name, seed)
     wall = time.monotonic()
     cpu = time.process_time()
-    model = S2KANRegressor(random_state=seed).fit(X_train, y_train)
+    settings = {} if hidden_primitives is None else {"hidden_primitives": hidden_primitives}
+    model = S2KANRegressor(random_state=seed, **settings).fit(X_train, y_train)
     row = {
         "problem": name,
         "seed": seed,
@@ -137,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="data seeds (default: 0 1 2)")
     parser.add_argument("--jobs", type=int, default=1, help="fits run in parallel processes (default 1)")
     parser.add_argument("--out", help="markdown file to write the table to (default: stdout only)")
+    parser.add_argument("--hidden-primitives", nargs="+", help="layer-1 terms of the two-layer search (default: the regressor's)")
     args = parser.parse_args(argv)
 
     tasks = [(name, seed) for seed in args.seeds for name in args.problems]
     rows = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, name, seed): (name, seed) for name, seed in tasks}
+        hidden = tuple(args.hidden_primitives) if args.hidden_primitives else None
+        futures = {pool.submit(run_one, name, seed, hidden): (name, seed) for name, seed in tasks}
         for future in concurrent.futures.as_completed(futures):
             row = future.result()
             rows.append(row)
@@ -154,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         header = (
-            f"Command: `python benchmarks/nguyen.py --jobs {args.jobs}"
-            + (f" --out {args.out}`" if args.out else "`")
+            f"Command: `python benchmarks/nguyen.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
             + f"; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
             f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.\n\n"
         )
