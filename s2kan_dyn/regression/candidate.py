@@ -174,6 +174,37 @@ def _mostly_simple(expr: sp.Expr) -> bool:
     return near >= 0.5 * total
 
 
+def edges_from_expression(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> list[Edge]:
+    """Rebuild two-layer edges from a read-out: each outermost function call is a hidden node.
+
+    Layer 0 lists, per input, the terms of the call's argument that use that
+    input; layer 1 names the function. Used after snapping, which may have
+    closed layer-1 terms that were open in the fit.
+    """
+    edges: list[Edge] = []
+    calls: list[sp.Expr] = []
+
+    def collect(node: sp.Expr) -> None:
+        if isinstance(node, sp.Function) and node.free_symbols & set(symbols):
+            calls.append(node)
+            return
+        for arg in node.args:
+            collect(arg)
+
+    collect(expr)
+    for j, call in enumerate(dict.fromkeys(calls)):
+        argument = call.args[0]
+        if isinstance(argument, sp.Abs):
+            argument = argument.args[0]
+        node = f"h{j + 1}"
+        for symbol in symbols:
+            terms = [str(t) for t in sp.Add.make_args(sp.expand(argument)) if t.has(symbol)]
+            if terms:
+                edges.append(Edge(0, str(symbol), node, tuple(terms)))
+        edges.append(Edge(1, node, "y", (str(call.func),)))
+    return edges
+
+
 def readout(candidate: Candidate) -> sp.Expr:
     """Return the expression with each dense symbol replaced by its named function call."""
     return candidate.expr.xreplace({symbol: call for symbol, (_, call) in candidate.dense.items()})

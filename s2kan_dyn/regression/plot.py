@@ -41,7 +41,8 @@ def plot_edges(edges: Sequence[Edge], title: str = "", path: str | os.PathLike |
         (x0, y0), (x1, y1) = position[edge.source], position[edge.target]
         style = {"color": "tab:red", "linestyle": "--"} if edge.dense else {"color": "tab:blue"}
         axes.plot([x0, x1], [y0, y1], linewidth=1.2, **style)
-        axes.annotate("\n".join(edge.terms), ((x0 + x1) / 2, (y0 + y1) / 2), fontsize=7, ha="center", va="center",
+        # Labels sit 40% along each edge, so that crossing edges do not share a spot.
+        axes.annotate("\n".join(edge.terms), (x0 + 0.4 * (x1 - x0), y0 + 0.4 * (y1 - y0)), fontsize=7, ha="center", va="center",
                       bbox={"boxstyle": "round", "fc": "white", "ec": style["color"], "alpha": 0.9})
     for node, (x, y) in position.items():
         axes.scatter([x], [y], s=300, color="white", edgecolors="black", zorder=3)

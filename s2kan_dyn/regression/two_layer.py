@@ -34,7 +34,7 @@ import sympy as sp
 import torch
 
 from ..model.primitives import get_primitive
-from .candidate import Candidate, Edge, finalize
+from .candidate import Candidate, Edge, edges_from_expression, finalize
 from .features import Factor
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,8 @@ def search_two_layer(
         # LM stalls near exact structures at a scaled MSE of about 1e-11, so
         # snapping, not the loss, decides; it is tried on every close fit.
         finalize(candidate, symbols, X, y, tolerance, snap=mse <= SNAP_MSE, quick=True)
+        if candidate.exact:
+            candidate.edges = edges_from_expression(candidate.expr, symbols)
         log.debug("pattern %s: scaled MSE %.3g, RMSE %.3g after read-out", pattern.label(), mse, candidate.rmse)
         found.append(candidate)
         if candidate.exact:
