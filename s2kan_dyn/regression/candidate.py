@@ -157,7 +157,7 @@ def finalize(
 
 
 def _mostly_simple(expr: sp.Expr) -> bool:
-    """Whether at least half of the inexact float constants are within 1e-8 of a simple value.
+    """Check whether at least half of the inexact float constants are within 1e-8 of a simple value.
 
     An exact structure fitted to round-off has nearly simple constants. A
     wrong one that fits as closely has arbitrary ones, so snapping it would
