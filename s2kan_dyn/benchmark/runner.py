@@ -84,6 +84,7 @@ def run_benchmark(
     options: SuiteOptions = SuiteOptions(),
     force: bool = False,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> dict:
     """Run (or resume) a sweep of ``suite``; return the paths written and the run counts.
 
@@ -97,6 +98,7 @@ def run_benchmark(
         options: paths of the ODEBench copy and the dysts export.
         force: write into a non-empty folder without ``results.csv``.
         progress: show a progress bar on a terminal.
+        ray_address: Ray cluster to join (``ray`` only); default: start a local Ray instance with ``jobs`` CPUs.
     """
     check_suite(suite)
     methods = check_methods(methods)
@@ -112,7 +114,7 @@ def run_benchmark(
             raise DataError(f"system(s) {unknown} are not in suite {suite!r}; its systems are {known}.")
     chosen = list(systems) if systems else known
     # Built before any file is written, so an unknown or missing executor leaves no folder behind.
-    runner = make_executor(executor, jobs)
+    runner = make_executor(executor, jobs, ray_address)
 
     out = Path(out)
     prepare_folder(out, force)

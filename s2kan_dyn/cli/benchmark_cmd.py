@@ -29,6 +29,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--systems", metavar="A,B,...", help="only these systems of the suite (default all)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once (worker processes, default 1)")
     parser.add_argument("--executor", default="local", help="local (process pool, default) or ray")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="Ray cluster to join with --executor ray ('auto': RAY_ADDRESS or the latest "
+                        "'ray start' on this machine); default: start a local Ray instance with --jobs CPUs")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
                         help="seconds per run (simulation, fit and scoring) before it is stopped and recorded "
                         "as timed out (default 600)")
@@ -76,6 +79,7 @@ def run(args) -> int:
         systems=_list(args.systems) or None,
         jobs=args.jobs,
         executor=args.executor,
+        ray_address=args.ray_address,
         timeout=args.timeout,
         options=SuiteOptions(args.odebench_path, args.dysts_path),
         force=args.force,
