@@ -5,9 +5,9 @@ length applied to the search itself. The first fit has only the identity
 primitive ``x``, with multiplication nodes so that products of states are
 reachable. The next levels try the polynomial and then each costlier
 primitive beside ``x``, then all of them together; the dense spline opens
-last, only when no level reached the noise floor. A level is accepted as
-soon as its read-out equations fit the derivatives down to the noise floor;
-when none does, the level with the shortest description (data bits plus
+last, only when no level reached the noise floor. The search stops at the
+first level whose read-out equations fit the derivatives down to the noise
+floor, and the fitted level with the shortest description (data bits plus
 term bits) wins. The search also stops at a level whose read-out needs half
 as many terms as there are samples: the data cannot support costlier ones.
 With every primitive open from the start, correlated primitives (x, sin,
@@ -105,7 +105,9 @@ class DerivativeStageResult:
     seconds: float = 0.0
 
 
-def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, float]:
+def description_bits(
+    readout: Readout, X: np.ndarray, dX: np.ndarray, floor: np.ndarray, effective_samples: float | None = None
+) -> tuple[np.ndarray, float]:
     """Return the relative RMSE per state and the description length of a read-out, in bits.
 
     The data part is the Gaussian code length ``n/2 * log2(MSE_j + floor_j^2)``
@@ -113,9 +115,10 @@ def description_bits(readout: Readout, X: np.ndarray, dX: np.ndarray, floor: np.
     resolution below which residuals are noise. Without it, a read-out with as
     many terms as samples fits to round-off and wins. The model part charges
     ``log2(T) + 1/2 * log2(n)`` bits per surviving term (choosing it among
-    ``T`` candidates, plus its coefficient).
+    ``T`` candidates, plus its coefficient). ``effective_samples`` replaces
+    ``n`` where smoothing correlates the derivative errors (default ``n``).
     """
-    n = X.shape[0]
+    n = float(X.shape[0] if effective_samples is None else effective_samples)
     theta = readout.library.evaluate(X)
     residual = dX - theta @ (readout.coefficients * readout.active)
     mse = np.mean(residual**2, axis=0)
@@ -171,6 +174,7 @@ def fit_derivative_stage(
     progress: bool = False,
     snap: bool = True,
     dense_fallback: bool = True,
+    effective_samples: float | None = None,
 ) -> DerivativeStageResult:
     """Fit S2KAN vector fields of growing dictionaries to ``dX = f(X)``.
 
@@ -217,8 +221,11 @@ def fit_derivative_stage(
         model = S2KAN([d, [d, n_products], d], primitives=primitives, spline=spline, device=device, seed=seed + index)
         record = fit_gated(model, X_t, Y_t, lam=lam, schedule=schedule, progress=progress, seed=seed + index)
         polish_network(model, X_t, Y_t)
-        readout = read_out(model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance, snap=snap, floor=floor)
-        relative_rmse, bits = description_bits(readout, X, dX, floor)
+        readout = read_out(
+            model.to_sympy(list(state_names)), state_names, X, dX, prune_tolerance,
+            snap=snap, floor=floor, effective_samples=effective_samples,
+        )
+        relative_rmse, bits = description_bits(readout, X, dX, floor, effective_samples)
         # A read-out with at least half as many terms per equation as samples
         # fits anything; it never counts as reaching the noise floor.
         few_terms = int(readout.active.sum(axis=0).max(initial=0)) < X.shape[0] / 2
@@ -238,12 +245,15 @@ def fit_derivative_stage(
             log.info("derivative matching: %d samples cannot support more terms; no costlier dictionary is tried", X.shape[0])
             break
 
+    # The floor only ends the search; among the levels fitted, the shortest
+    # description wins, so a cheaper level that missed the floor narrowly
+    # still beats a costlier one that fits the smoothing's bias.
+    best = min(fits, key=lambda f: f.description_bits)
+    name = "+".join(best.primitives) + ("+spline" if best.spline else "")
     if fits[-1].at_noise_floor:
-        best = fits[-1]
+        reason = f"{reason}; {name} has the shortest description"
+    elif noise_known:
+        reason = f"no dictionary reached the noise floor; {name} has the shortest description"
     else:
-        best = min(fits, key=lambda f: f.description_bits)
-        if noise_known:
-            reason = f"no dictionary reached the noise floor; {'+'.join(best.primitives)} has the shortest description"
-        else:
-            reason = f"derivative noise unknown; {'+'.join(best.primitives)} has the shortest description"
+        reason = f"derivative noise unknown; {name} has the shortest description"
     return DerivativeStageResult(best, fits, reason, time.perf_counter() - start)

@@ -53,6 +53,8 @@ class SmoothedDerivative:
         derivative_noise: estimated standard deviation of the noise in ``dxdt``,
             shape ``(d,)``; 0 where the data look clean, NaN where unknown.
         method: a short description, e.g. ``"savgol(window=9, order=8)"``.
+        correlation_length: samples over which the errors of ``dxdt`` are
+            correlated: the window on noisy data, 1 on clean data.
     """
 
     x: np.ndarray
@@ -60,6 +62,7 @@ class SmoothedDerivative:
     noise: np.ndarray
     derivative_noise: np.ndarray
     method: str
+    correlation_length: int = 1
 
 
 def is_uniform(t: np.ndarray) -> bool:
@@ -159,7 +162,9 @@ def _savgol(x: np.ndarray, dt: float, noise: np.ndarray, clean: bool) -> Smoothe
     # The noise in an interior derivative is the noise times the filter's norm.
     gain = np.linalg.norm(savgol_coeffs(window, order, deriv=1, delta=dt))
     derivative_noise = np.zeros(d) if clean else noise * gain
-    return SmoothedDerivative(smooth, dxdt, noise, derivative_noise, f"savgol(window={window}, order={order})")
+    return SmoothedDerivative(
+        smooth, dxdt, noise, derivative_noise, f"savgol(window={window}, order={order})", 1 if clean else window
+    )
 
 
 def _risk_window(x: np.ndarray, noise: np.ndarray, order: int, max_window: int) -> int:
@@ -198,7 +203,8 @@ def _spline(t: np.ndarray, x: np.ndarray, noise: np.ndarray, clean: bool) -> Smo
         spline = make_smoothing_spline(t, x[:, j])
         smooth[:, j] = spline(t)
         dxdt[:, j] = spline.derivative()(t)
-    # NOTE: the derivative noise of a GCV smoothing spline is not estimated
-    # (NaN), so derivative matching compares dictionary levels by description
-    # length instead of stopping at a noise floor.
+    # NOTE: the derivative noise and the error correlation length of a GCV
+    # smoothing spline are not estimated (NaN and 1), so derivative matching
+    # compares dictionary levels by description length with every sample
+    # counted as independent.
     return SmoothedDerivative(smooth, dxdt, noise, np.full(d, np.nan), "smoothing spline (GCV)")

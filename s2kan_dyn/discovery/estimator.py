@@ -171,6 +171,8 @@ class SymbolicODE:
         X = np.concatenate([s.x for s in smoothed])
         dX = np.concatenate([s.dxdt for s in smoothed])
         noise = np.sqrt(np.mean([s.derivative_noise**2 for s in smoothed], axis=0))
+        # Smoothing correlates derivative errors over about a window of samples.
+        effective_samples = sum(s.x.shape[0] / s.correlation_length for s in smoothed)
         timings["derivatives"] = time.perf_counter() - started
         report = {
             "states": list(names),
@@ -180,6 +182,7 @@ class SymbolicODE:
                 "methods": sorted({s.method for s in smoothed}),
                 "noise_estimate": np.sqrt(np.mean([s.noise**2 for s in smoothed], axis=0)).tolist(),
                 "derivative_noise_estimate": noise.tolist(),
+                "effective_samples": effective_samples,
             },
             "stages": {},
         }
@@ -226,6 +229,7 @@ class SymbolicODE:
             X, dX, names, noise, lam=self.lam, n_products=self.n_products, levels=self.dictionary,
             schedule=self.schedule, prune_tolerance=self.prune_tolerance, device=self.device, seed=seed,
             progress=progress, snap=self.snap, dense_fallback=self.dense_fallback,
+            effective_samples=report["derivatives"]["effective_samples"],
         )
         best = result.best
         self.network_ = best.model

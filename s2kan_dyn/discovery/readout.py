@@ -260,7 +260,12 @@ def _argument_substitution(expr: sp.Expr, numbers: Sequence[sp.Float], params) -
 
 
 def eliminate_by_description_length(
-    library: TermLibrary, X: np.ndarray, dX: np.ndarray, active: np.ndarray, floor: np.ndarray
+    library: TermLibrary,
+    X: np.ndarray,
+    dX: np.ndarray,
+    active: np.ndarray,
+    floor: np.ndarray,
+    effective_samples: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop terms, one at a time per equation, while that shortens the description.
 
@@ -271,12 +276,16 @@ def eliminate_by_description_length(
     description goes, as long as that is shorter than keeping it (backward
     elimination under a BIC-like criterion). ``floor`` (shape ``(d,)``, in
     derivative units) is the resolution below which residuals are noise.
+    ``effective_samples`` replaces ``n`` where smoothing correlates the
+    derivative errors (default ``n``): counting correlated residuals as
+    independent lets terms that fit the smoothing's bias pay for themselves.
 
     Returns:
         ``(coefficients (T, d), active (T, d))``.
     """
     theta = library.evaluate(X)
-    n, n_terms = theta.shape
+    n_terms = theta.shape[1]
+    n = float(theta.shape[0] if effective_samples is None else effective_samples)
     per_term = 0.5 * np.log2(n) + np.log2(max(n_terms, 2))
     active = np.asarray(active, dtype=bool).copy()
 
@@ -374,6 +383,7 @@ def read_out(
     tolerance: float,
     snap: bool = True,
     floor: np.ndarray | None = None,
+    effective_samples: float | None = None,
 ) -> Readout:
     """Turn expressions of a vector field (one per state) into pruned, refitted equations.
 
@@ -386,6 +396,8 @@ def read_out(
         snap: snap coefficients to simple values when the fit does not get worse (default True).
         floor: residual resolution per state for the description length, shape
             ``(d,)`` in derivative units (default: round-off of each derivative's RMS).
+        effective_samples: independent samples behind ``dX`` for the
+            description length (default ``n``).
     """
     expressions = refit_arguments(expressions, state_names, X, dX)
     expressions = snap_arguments(expressions, state_names, X, dX)
@@ -393,7 +405,9 @@ def read_out(
     coefficients, active, rounds = prune_and_refit(library, X, dX, coefficients != 0, tolerance)
     if floor is None:
         floor = 64 * np.finfo(float).eps * np.sqrt(np.mean(dX**2, axis=0))
-    coefficients, active = eliminate_by_description_length(library, X, dX, active, np.asarray(floor, dtype=float))
+    coefficients, active = eliminate_by_description_length(
+        library, X, dX, active, np.asarray(floor, dtype=float), effective_samples
+    )
     rounds.append({"n_terms": int(active.sum()), "step": "description length"})
     equations = library.to_equations(coefficients, active)
     if snap:
