@@ -350,7 +350,9 @@ class RayExecutor:
                     except ray.exceptions.RayError as exc:
                         log.warning("Ray worker for %s/%s %s died: %s", job["suite"], job["system"], job["method"], exc)
                         ray.kill(actor)
-                        on_result(stopped_row(job, "crashed", f"Ray worker died: {exc}"[:500]))
+                        # Ray's message spans several lines (actor id, pid, reason); a row keeps it on one.
+                        reason = " ".join(str(exc).split())
+                        on_result(stopped_row(job, "crashed", f"Ray worker died: {reason}"[:500]))
                         continue
                     idle.append(actor)
                     on_result(row)
