@@ -42,7 +42,6 @@ OUT_OF_TIME = "time budget reached"
 _ELIMINATION_BATCH = 8
 
 
-
 @dataclass
 class _Linearisation:
     predicted: torch.Tensor  # (W, K + 1, d)
@@ -69,9 +68,11 @@ class ShootingFit:
         self.loss = math.nan
 
     def start_window_set(self, windows: Windows) -> None:
+        """Switch to new windows: take their start states and choose their rk4 sub-steps."""
         self.windows = windows
         self.start = windows.start.clone()
         self.dropped = torch.zeros(windows.start.shape[0], dtype=torch.bool, device=windows.start.device)
+        # Keep the integration error a tenth of the smallest residual the fit resolves.
         tolerance = 0.1 * self.noise_floor
         self.sub_steps = choose_sub_steps(self.terms, self.coefficients, windows, self.scale, tolerance)
         self.predicted = windows.observed.clone()
