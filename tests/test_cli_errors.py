@@ -158,3 +158,27 @@ def test_constant_state_warns():
         constant = warn_constant_states(trajectories)
     assert constant == ["c"]
     assert any("['c'] are constant" in str(w.message) for w in caught)
+
+
+@pytest.mark.slow
+def test_far_units_give_scaled_equations():
+    """Lotka-Volterra with states times 1e4 and time times 1e-3: the fit scales internally and reports original units."""
+    import sympy as sp
+
+    from s2kan_dyn.model.train import GateSchedule
+    from s2kan_dyn.trajectory import Trajectory
+
+    [trajectory] = systems.get("lotka_volterra").simulate(t_end=10)
+    scaled = Trajectory(trajectory.t * 1e-3, trajectory.x * 1e4, trajectory.state_names)
+    model = SymbolicODE(
+        stages=("derivative",), schedule=GateSchedule(20, 20, 20, 20), dictionary=(("x",),),
+        self_check=False, progress=False,
+    ).fit(scaled)
+    x, y = sp.symbols("x y")
+    # dX/dT = 1e7 f(X / 1e4): 1.1 x - 0.4 x y becomes 1100 X - 0.04 X Y, and so on.
+    expected = {"x": {x: 1100.0, x * y: -0.04}, "y": {x * y: 0.01, y: -400.0}}
+    for name, terms in expected.items():
+        found = {term: float(c) for term, c in sp.expand(model.equations()[name]).as_coefficients_dict().items()}
+        assert set(found) == set(terms), (name, found)
+        for term, value in terms.items():
+            assert found[term] == pytest.approx(value, rel=1e-4), (name, term)
