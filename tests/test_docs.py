@@ -173,3 +173,19 @@ def test_docs_images_small():
     for image in images:
         size = image.stat().st_size
         assert size < MAX_IMAGE_BYTES, f"{image.name} is {size} bytes, over {MAX_IMAGE_BYTES}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_docs_table_rows_match_header(page):
+    # A '|' inside a code span still splits a Markdown table cell, which
+    # shifts every later cell of that row.
+    text = re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), read_page(page), flags=re.M | re.S)
+    header_cells = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith("|"):
+            header_cells = None
+            continue
+        cells = len(re.findall(r"(?<!\\)\|", line))
+        if header_cells is None:
+            header_cells = cells
+        assert cells == header_cells, f"docs/{page}: table row at line {number} has {cells - 1} cells, header {header_cells - 1}"
