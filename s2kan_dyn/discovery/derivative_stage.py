@@ -244,13 +244,25 @@ def fit_derivative_stage(
             # Later levels are at least as expressive, so they would overfit too.
             log.info("derivative matching: %d samples cannot support more terms; no costlier dictionary is tried", X.shape[0])
             break
+        best_so_far = min(f.description_bits for f in fits[:-1]) if len(fits) > 1 else np.inf
+        if bits >= best_so_far:
+            # MDL applied to the search: a costlier dictionary that does not
+            # shorten the description ends it. The costlier levels are
+            # smooth primitives that a cubic polynomial already resembles
+            # locally, and their read-out is the slowest step of the stage.
+            # NOTE: a system whose nonlinearity only sin, tanh or exp capture
+            # may stop here when the polynomial level happens not to help.
+            stopped = "+".join(primitives) + ("+spline" if spline else "")
+            reason = f"dictionary {stopped} did not shorten the description"
+            log.info("derivative matching: %s; no costlier dictionary is tried", reason)
+            break
 
     # The floor only ends the search; among the levels fitted, the shortest
     # description wins, so a cheaper level that missed the floor narrowly
     # still beats a costlier one that fits the smoothing's bias.
     best = min(fits, key=lambda f: f.description_bits)
     name = "+".join(best.primitives) + ("+spline" if best.spline else "")
-    if fits[-1].at_noise_floor:
+    if fits[-1].at_noise_floor or reason:
         reason = f"{reason}; {name} has the shortest description"
     elif noise_known:
         reason = f"no dictionary reached the noise floor; {name} has the shortest description"
