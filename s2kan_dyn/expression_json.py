@@ -52,6 +52,8 @@ MAX_DEPTH = 64
 # Caps on the digits of an integer or a float, against crafted files whose
 # numbers would take minutes to parse.
 MAX_DIGITS = 4000
+# Largest numeric exponent of a power; fitted models use single digits.
+MAX_EXPONENT = 64
 MAX_PRECISION = 4096
 
 
@@ -159,6 +161,13 @@ def _decode(node: Any, depth: int) -> sp.Expr:
         return sp.Mul(*children)
     if kind == "Pow":
         _arity(kind, children, 2)
+        exponent = children[1]
+        if exponent.is_Number and abs(exponent) > MAX_EXPONENT:
+            # sympy evaluates a number to a numeric power at once, so a huge
+            # exponent in a crafted file would hang the loader.
+            raise ModelFileError(
+                f"power with exponent {_preview(str(exponent))} exceeds {MAX_EXPONENT}; the file is damaged or crafted."
+            )
         return sp.Pow(*children)
     if kind == "dense":
         name = node.get("name")

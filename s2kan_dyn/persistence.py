@@ -140,6 +140,8 @@ def load_model_file(path: str | os.PathLike, model_class: str) -> tuple[dict[str
 def _parse_manifest(path: Path, raw: bytes, model_class: str) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ModelFileError(f"{path}: manifest is not valid JSON (nested too deeply); the file is damaged or crafted.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: manifest is not valid JSON ({exc}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:

@@ -137,3 +137,22 @@ def test_torch_save_file_rejected(tmp_path):
     with pytest.raises(ModelFileError):
         load_model_file(path, "SymbolicODE")
     assert not marker.exists()
+
+
+def test_deeply_nested_manifest_rejected(saved):
+    path, _ = saved
+    with zipfile.ZipFile(path) as archive:
+        blob = archive.read(TENSORS)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST, "[" * 200_000 + "]" * 200_000)
+        archive.writestr(TENSORS, blob)
+    with pytest.raises(ModelFileError, match="nested too deeply"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_huge_power_rejected_quickly():
+    from s2kan_dyn.expression_json import from_json
+
+    tree = {"type": "Pow", "args": [{"type": "Integer", "value": "10"}, {"type": "Integer", "value": "9999999999"}]}
+    with pytest.raises(ModelFileError, match="exponent"):
+        from_json(tree)
