@@ -139,6 +139,15 @@ def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None)
     if not rows:
         raise DataError(f"{path}: file is empty; give a file with a header row and data rows.")
     header = [h.strip() for h in rows[0]]
+    numeric = [h for h in header if _is_number(h)]
+    if numeric:
+        raise DataError(
+            f"{path}: the first line has numbers ({', '.join(numeric[:3])}) where column names "
+            "belong; add a header row such as 't,x,y'."
+        )
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}: repeated column name(s) {repeated} in the header row; give each column its own name.")
     body = rows[1:]
     if not body:
         raise DataError(f"{path}: header row only, no data rows.")
@@ -177,6 +186,14 @@ def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None)
         label = str(path) if len(groups) == 1 else f"{path} trajectory {g_index}"
         trajs.append(Trajectory(table[rows_of, 0], table[rows_of, 1:], tuple(names), label))
     return trajs
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _pick_time_column(path: Path, header: list[str], time_column: str | None) -> str:

@@ -24,6 +24,9 @@ from s2kan_dyn.trajectory import MIN_SAMPLES, Trajectory
 
 log = logging.getLogger(__name__)
 
+# Most samples one simulated trajectory may have: 10 million rows of a few
+# float64 states are a few hundred MB, past which a typo in dt is likelier.
+MAX_SAMPLES = 10_000_000
 KINDS = ("polynomial", "trigonometric", "rational")
 # scipy.integrate.solve_ivp methods; the implicit ones receive the exact Jacobian.
 METHODS = ("DOP853", "RK45", "RK23", "LSODA", "Radau", "BDF")
@@ -286,6 +289,11 @@ class System:
             raise DataError(
                 f"t_end={t_end:g} with dt={dt:g} gives {n} samples, fewer than the minimum of "
                 f"{MIN_SAMPLES}; increase t_end or decrease dt."
+            )
+        if n > MAX_SAMPLES:
+            raise DataError(
+                f"t_end={t_end:g} with dt={dt:g} gives {n} samples, more than the maximum of "
+                f"{MAX_SAMPLES}; increase dt or decrease t_end."
             )
         return dt * np.arange(n)
 

@@ -263,3 +263,17 @@ def test_lynx_hare_matches_reference(shared_data):
     np.testing.assert_array_equal(traj.t, [float(r["year"]) for r in rows])
     np.testing.assert_array_equal(traj.x[:, 0], [float(r["hare"]) for r in rows])
     np.testing.assert_array_equal(traj.x[:, 1], [float(r["lynx"]) for r in rows])
+
+
+def test_csv_without_header_rejected(tmp_path):
+    path = tmp_path / "noheader.csv"
+    path.write_text("0.0,0.0,1.0\n0.1,0.1,1.1\n0.2,0.2,1.2\n0.3,0.3,1.3\n0.4,0.4,1.4\n0.5,0.5,1.5\n")
+    with pytest.raises(DataError, match="add a header row"):
+        load_trajectories(path)
+
+
+def test_csv_repeated_column_rejected(tmp_path):
+    path = tmp_path / "repeated.csv"
+    path.write_text("t,x,x\n" + "".join(f"{k},{k},{k}\n" for k in range(6)))
+    with pytest.raises(DataError, match="repeated column"):
+        load_trajectories(path)

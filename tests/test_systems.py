@@ -349,3 +349,8 @@ def test_simulate_divergence_reported():
     with pytest.raises(SimulationError, match="diverged") as info:
         system.simulate(x0=[3.0, 0.0])
     assert "t=" in str(info.value)
+
+
+def test_simulate_too_many_samples_rejected():
+    with pytest.raises(DataError, match="more than the maximum"):
+        systems.get("lorenz").simulate(dt=1e-9)
