@@ -93,3 +93,23 @@ def test_nan_data_rejected(out_dir, capsys):
     message = capsys.readouterr().err
     assert "non-finite" in message
     assert "'b'" in message
+
+
+@pytest.mark.slow
+def test_chaotic_system_scored_from_ten_starts(out_dir, capsys):
+    code = main(["-q", "discover", "lorenz", "--t-end", "4", "--stages", "derivative", "--out", "run"])
+    assert code == 0
+    report = json.loads((out_dir / "run" / "report.json").read_text())
+    starts = report["metrics"]["forecast_starts"]
+    assert starts["n_starts"] == 10
+    assert len(starts["vpt"]) == 10
+    assert starts["vpt_mean"] == pytest.approx(np.mean(starts["vpt"]))
+    assert starts["vpt_lyapunov_mean"] > 1.0
+
+
+def test_non_chaotic_system_has_one_start(out_dir, capsys):
+    code = main(["-q", "discover", "lotka_volterra", "--t-end", "12", "--dt", "0.05", "--stages", "derivative",
+                 "--out", "run"])
+    assert code == 0
+    report = json.loads((out_dir / "run" / "report.json").read_text())
+    assert "forecast_starts" not in report["metrics"]

@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT_ROOT = "s2kan-dyn-out"
 REPORT_NAME = "report.json"
 MODEL_NAME = "model.s2kan"
+# Extra test starts on the attractor of a chaotic catalog system.
+CHAOTIC_TEST_STARTS = 10
 PLOT_NAMES = {"forecast": "forecast.png", "phase": "phase_portrait.png", "terms": "open_terms.png"}
 
 
@@ -92,14 +94,14 @@ def run(args) -> int:
     evaluated = slice(data["first_scored"], None)
     scale = np.std(np.concatenate([tr.x for tr in data["train"]]), axis=0)
     scale = np.where(scale > 0, scale, 1e-12)
-    reached = prediction[evaluated]
-    reached = reached[: int(np.argmax(~np.all(np.isfinite(reached), axis=1))) or None] if not np.all(np.isfinite(reached)) else reached
     metrics = {
         "forecast": forecast_metrics(
-            test.t[evaluated], reached, test.x[evaluated], scale,
+            test.t[evaluated], finite_prefix(prediction[evaluated]), test.x[evaluated], scale,
             lyapunov_time=data["lyapunov_time"], diverged_at=diverged_at,
         )
     }
+    if data.get("extra_tests"):
+        metrics["forecast_starts"] = mean_forecast_metrics(model, data["extra_tests"], scale, data["lyapunov_time"])
     if data["truth"] is not None:
         metrics["equations"] = equation_metrics(equations, data["truth"], model.state_names_, x_test=test.x)
     forecast_seconds = time.perf_counter() - forecast_start
@@ -166,9 +168,15 @@ def load_data(args) -> dict:
     # The test start is the next draw after the training starts, so it is never one of them.
     start = system.sample_initial_conditions(args.n_trajectories, seed=args.seed)[-1]
     [test] = system.simulate(t_end=args.t_end, dt=args.dt, x0=start, noise=0.0, seed=args.seed)
+    extra_tests = []
+    if system.lyapunov_time is not None:
+        # A chaotic forecast from one start is a lottery; score the mean over
+        # more starts on the attractor, drawn with a seed the training did not use.
+        starts = system.sample_initial_conditions(CHAOTIC_TEST_STARTS, seed=args.seed + 1)
+        extra_tests = [system.simulate(t_end=args.t_end, dt=args.dt, x0=x0, noise=0.0)[0] for x0 in starts]
     return {
         "label": args.name, "train": train, "test": test, "first_scored": 0, "truth": system.equations(),
-        "lyapunov_time": system.lyapunov_time, "from_file": False,
+        "lyapunov_time": system.lyapunov_time, "from_file": False, "extra_tests": extra_tests,
     }
 
 
@@ -225,6 +233,32 @@ def forecast(model, x0, t):
     return prediction, result.diverged_at
 
 
+def finite_prefix(prediction):
+    """Return the rows of ``prediction`` (n, d) before the first non-finite one."""
+    import numpy as np
+
+    finite = np.all(np.isfinite(prediction), axis=1)
+    return prediction if finite.all() else prediction[: int(np.argmax(~finite))]
+
+
+def mean_forecast_metrics(model, tests, scale, lyapunov_time) -> dict:
+    """Forecast every test trajectory from its first state; return the mean figures and each VPT."""
+    import numpy as np
+
+    from ..metrics.forecast import forecast_metrics
+
+    rows = []
+    for test in tests:
+        prediction, diverged_at = forecast(model, test.x[0], test.t)
+        rows.append(forecast_metrics(test.t, finite_prefix(prediction), test.x, scale,
+                                     lyapunov_time=lyapunov_time, diverged_at=diverged_at))
+    summary = {"n_starts": len(rows), "vpt": [row["vpt"] for row in rows]}
+    for key in ("vpt", "vpt_lyapunov", "rmse", "smape"):
+        values = [row[key] for row in rows if row.get(key) is not None]
+        summary[f"{key}_mean"] = float(np.mean(values)) if values else None
+    return summary
+
+
 def summarise(metrics: dict, data: dict, fit_seconds: float, out: Path) -> None:
     """Log one line with the main figures and where the files are."""
     parts = [f"fit {fit_seconds:.1f} s"]
@@ -237,4 +271,7 @@ def summarise(metrics: dict, data: dict, fit_seconds: float, out: Path) -> None:
     if fc.get("vpt_lyapunov") is not None:
         vpt += f" ({fc['vpt_lyapunov']:.2f} Lyapunov times)"
     parts.append(vpt)
+    starts = metrics.get("forecast_starts")
+    if starts and starts.get("vpt_lyapunov_mean") is not None:
+        parts.append(f"mean over {starts['n_starts']} attractor starts {starts['vpt_lyapunov_mean']:.2f} Lyapunov times")
     log.info("%s: %s; files in %s", data["label"], ", ".join(parts), out)
