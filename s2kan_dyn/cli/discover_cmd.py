@@ -170,8 +170,9 @@ def load_data(args) -> dict:
     [test] = system.simulate(t_end=args.t_end, dt=args.dt, x0=start, noise=0.0, seed=args.seed)
     extra_tests = []
     if system.lyapunov_time is not None:
-        # A chaotic forecast from one start is a lottery; score the mean over
-        # more starts on the attractor, drawn with a seed the training did not use.
+        # One forecast of a chaotic system depends on luck with its start, so
+        # the mean over more attractor starts is scored too. Their seed differs
+        # from the training data's.
         starts = system.sample_initial_conditions(CHAOTIC_TEST_STARTS, seed=args.seed + 1)
         extra_tests = [system.simulate(t_end=args.t_end, dt=args.dt, x0=x0, noise=0.0)[0] for x0 in starts]
     return {
