@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from .. import __version__
 from ..errors import S2KANDynError
 
 COMMANDS = ("systems", "simulate", "discover", "forecast", "compare", "benchmark")
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
+    parser.add_argument("--version", action="version", version=f"s2kan-dyn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
