@@ -11,6 +11,8 @@ def test_compare_sindy_writes_outputs(tmp_path, capsys):
     assert "| sindy |" in printed
     assert "terms found" in printed
     assert (out / "table.md").read_text().count("| sindy |") == 1
+    assert "- sindy: `x' = " in (out / "table.md").read_text()
+    assert "- truth: `y' = " in printed
     assert (out / "forecasts.png").stat().st_size > 0
     report = json.loads((out / "report.json").read_text())
     assert report["states"] == ["x", "y"]

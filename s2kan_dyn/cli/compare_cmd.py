@@ -116,6 +116,18 @@ def comparison_table(results: dict, has_truth: bool) -> str:
     return "\n".join(lines)
 
 
+def equations_section(evaluations: dict, case) -> str:
+    """Return each method's equations (and the truth when known) as markdown lines."""
+    lines = ["Equations found:", ""]
+    for method, evaluation in evaluations.items():
+        for state, rhs in evaluation.metrics["equations"].items():
+            lines.append(f"- {method}: `{state}' = {rhs}`")
+    if case.truth is not None:
+        for state, rhs in case.truth.items():
+            lines.append(f"- truth: `{state}' = {rhs}`")
+    return "\n".join(lines)
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
@@ -151,7 +163,7 @@ def run(args) -> int:
         raise S2KANDynError(f"every method failed on {case.system}: {results}")
     has_truth = case.truth is not None
 
-    table = comparison_table(results, has_truth)
+    table = comparison_table(results, has_truth) + "\n\n" + equations_section(evaluations, case)
     print(table)
     with atomic_path(out / TABLE_NAME) as tmp:
         tmp.write_text(f"# {case.label}\n\n{table}\n", encoding="utf-8")
