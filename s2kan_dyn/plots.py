@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -54,6 +54,27 @@ def plot_forecast(
         forecast: shape ``(m, d)`` with ``m <= n`` (a rollout that stopped early).
         t_train, x_train: optional training part drawn in grey before the test part.
     """
+    return plot_forecasts(path, t, observed, {"forecast": forecast}, state_names, colors={"forecast": "tab:red"},
+                          t_train=t_train, x_train=x_train, title=title)
+
+
+def plot_forecasts(
+    path: str | os.PathLike,
+    t: np.ndarray,
+    observed: np.ndarray,
+    forecasts: Mapping[str, np.ndarray],
+    state_names: Sequence[str],
+    colors: Mapping[str, str] | None = None,
+    t_train: np.ndarray | None = None,
+    x_train: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Plot one or more labelled forecasts against the observed test data, one panel per state.
+
+    Each forecast has shape ``(m, d)`` with ``m <= n`` and covers ``t[:m]``, so a
+    rollout that stopped early is drawn up to its stop.
+    """
+    colors = colors or {}
     d = len(state_names)
     plt, (fig, axes) = _figure(d, 1, size=(7.0, 1.9 * d + 0.6), sharex=True)
     for j, name in enumerate(state_names):
@@ -61,8 +82,9 @@ def plot_forecast(
         if t_train is not None and x_train is not None:
             ax.plot(t_train, x_train[:, j], color="0.6", lw=1.0, label="training data")
         ax.plot(t, observed[:, j], "k.", ms=3 if len(t) < 200 else 1, label="test data")
-        m = forecast.shape[0]
-        ax.plot(t[:m], forecast[:, j], color="tab:red", lw=1.3, label="forecast")
+        for label, states in forecasts.items():
+            m = states.shape[0]
+            ax.plot(t[:m], states[:, j], lw=1.3, color=colors.get(label), label=label)
         ax.set_ylabel(name)
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("t")

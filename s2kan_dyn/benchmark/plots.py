@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..plots import _figure, _save
+from ..plots import plot_forecasts as forecast_panels
 from .results import parse_float
 from .summary import group_figures, group_rows
 
@@ -29,20 +30,7 @@ def plot_forecasts(
     ``observed`` has shape ``(n, d)``; each forecast ``(m, d)`` with ``m <= n``
     covers ``t[:m]`` (a rollout that stopped early is drawn up to its stop).
     """
-    d = len(state_names)
-    plt, (fig, axes) = _figure(d, 1, size=(7.0, 1.9 * d + 0.6), sharex=True)
-    for j, name in enumerate(state_names):
-        ax = axes[j, 0]
-        ax.plot(t, observed[:, j], "k.", ms=3 if len(t) < 200 else 1, label="test data")
-        for method, states in forecasts.items():
-            m = states.shape[0]
-            ax.plot(t[:m], states[:, j], lw=1.2, color=COLORS.get(method), label=method)
-        ax.set_ylabel(name)
-    axes[0, 0].legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("t")
-    if title:
-        axes[0, 0].set_title(title)
-    return _save(plt, fig, path)
+    return forecast_panels(path, t, observed, forecasts, state_names, colors=COLORS, title=title)
 
 
 def plot_success_vs_noise(path: str | os.PathLike, rows: Sequence[dict], title: str = "") -> Path:
