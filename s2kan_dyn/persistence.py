@@ -3,15 +3,18 @@
 A model file is a zip archive with two members:
 
 - ``manifest.json``: format name and version, the model class, its
-  settings, state names, equations as strings, library versions, and the
-  name, dtype and shape of every tensor;
-- ``tensors.safetensors``: the tensors, in the safetensors format, whose
-  SHA-256 digest the manifest records.
+  settings, state names, equations as JSON trees, library versions, the
+  name, dtype and shape of every tensor, and the SHA-256 digests of the
+  tensors and of the manifest itself;
+- ``tensors.safetensors``: the tensors, in the safetensors format.
 
 Nothing in the file is ever executed: JSON and safetensors hold data only,
-and no pickle is read. Loading checks the format, the version, the digest
+and no pickle is read. Loading checks the format, the version, both digests
 and every shape, and raises :class:`~s2kan_dyn.errors.ModelFileError`
-otherwise.
+otherwise. The digests catch damage and hand edits (a changed coefficient);
+they are not signatures, so a file from an untrusted source is still only
+as safe as the checks that follow them: equations are whitelisted trees and
+every tensor shape must match the model's settings.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from .errors import ModelFileError
 from .io import atomic_path
 
 FORMAT_NAME = "s2kan-dyn-model"
-FORMAT_VERSION = 1
+# Version 2 added the manifest's own digest.
+FORMAT_VERSION = 2
+MANIFEST_DIGEST = "manifest_sha256"
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 # A model of this project is a few MB at most; refuse members far larger
@@ -59,6 +64,13 @@ def library_versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "sympy": sympy.__version__,
     }
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """Return the SHA-256 of the manifest's canonical JSON, leaving out the digest entry itself."""
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def save_model_file(
@@ -87,6 +99,7 @@ def save_model_file(
         **dict(manifest),
     }
     try:
+        full[MANIFEST_DIGEST] = manifest_digest(full)
         text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"model settings are not plain JSON data ({exc}); cannot save.") from None
@@ -127,6 +140,13 @@ def load_model_file(path: str | os.PathLike, model_class: str) -> tuple[dict[str
         raise ModelFileError(f"{path}: not a readable s2kan-dyn model file ({exc}).") from None
 
     manifest = _parse_manifest(path, manifest_bytes, model_class)
+    try:
+        digest = manifest_digest(manifest)
+    except (ValueError, RecursionError):
+        # A NaN typed into the JSON or nesting too deep cannot be encoded, so no digest can match.
+        digest = None
+    if digest is None or digest != manifest.get(MANIFEST_DIGEST):
+        raise ModelFileError(f"{path}: manifest does not match its recorded digest; the file is damaged or was edited.")
     if hashlib.sha256(blob).hexdigest() != manifest.get("tensors_sha256"):
         raise ModelFileError(f"{path}: tensor data does not match its recorded digest; the file is damaged or was edited.")
     try:

@@ -11,8 +11,10 @@ from s2kan_dyn.errors import ModelFileError
 from s2kan_dyn.persistence import (
     FORMAT_VERSION,
     MANIFEST,
+    MANIFEST_DIGEST,
     TENSORS,
     load_model_file,
+    manifest_digest,
     save_model_file,
 )
 
@@ -25,12 +27,16 @@ def saved(tmp_path):
     return path, tensors
 
 
-def _rewrite(path, manifest=None, blob=None):
+def _rewrite(path, manifest=None, blob=None, resign=True):
+    """Replace the members; ``resign`` recomputes the manifest digest, as a deliberate forger would."""
     with zipfile.ZipFile(path) as archive:
         old_manifest = json.loads(archive.read(MANIFEST))
         old_blob = archive.read(TENSORS)
+    new_manifest = dict(manifest if manifest is not None else old_manifest)
+    if resign and MANIFEST_DIGEST in new_manifest:
+        new_manifest[MANIFEST_DIGEST] = manifest_digest(new_manifest)
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(MANIFEST, json.dumps(manifest if manifest is not None else old_manifest))
+        archive.writestr(MANIFEST, json.dumps(new_manifest))
         archive.writestr(TENSORS, blob if blob is not None else old_blob)
     return old_manifest
 
@@ -97,6 +103,25 @@ def test_declared_shape_mismatch_rejected(saved):
     manifest["tensors"]["coef"]["shape"] = [2, 3]
     _rewrite(path, manifest=manifest)
     with pytest.raises(ModelFileError, match="shape"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_edited_manifest_rejected(saved):
+    path, _ = saved
+    manifest = _rewrite(path)
+    manifest["state_names"] = ["x", "z"]
+    _rewrite(path, manifest=manifest, resign=False)
+    with pytest.raises(ModelFileError, match="manifest does not match its recorded digest"):
+        load_model_file(path, "SymbolicODE")
+
+
+def test_manifest_with_nan_rejected(saved):
+    path, _ = saved
+    manifest = _rewrite(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps({**manifest, "state_names": [float("nan")]}))
+        archive.writestr(TENSORS, b"")
+    with pytest.raises(ModelFileError, match="digest"):
         load_model_file(path, "SymbolicODE")
 
 

@@ -14,7 +14,7 @@ from s2kan_dyn.discovery import SymbolicODE
 from s2kan_dyn.errors import FitError, ModelFileError
 from s2kan_dyn.expression_json import from_json, to_json
 from s2kan_dyn.model.network import S2KAN
-from s2kan_dyn.persistence import MANIFEST, TENSORS
+from s2kan_dyn.persistence import MANIFEST, MANIFEST_DIGEST, TENSORS, manifest_digest
 
 X, Y = sp.symbols("x y")
 XR = sp.Symbol("x", real=True)
@@ -46,11 +46,14 @@ def saved(tmp_path):
     return model, path
 
 
-def _rewrite_manifest(path, change):
+def _rewrite_manifest(path, change, resign=True):
+    """Edit the manifest; ``resign`` recomputes its digest, as a deliberate forger would."""
     with zipfile.ZipFile(path) as archive:
         manifest = json.loads(archive.read(MANIFEST))
         blob = archive.read(TENSORS)
     change(manifest)
+    if resign:
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(MANIFEST, json.dumps(manifest))
         archive.writestr(TENSORS, blob)
@@ -220,6 +223,22 @@ def test_load_tampered_tensors(saved):
         archive.writestr(MANIFEST, manifest)
         archive.writestr(TENSORS, bytes(blob))
     with pytest.raises(ModelFileError, match="digest"):
+        SymbolicODE.load(path)
+
+
+def test_load_edited_coefficient_rejected(saved):
+    _, path = saved
+
+    def first_float(node):
+        if node.get("type") == "Float":
+            return node
+        return next(filter(None, (first_float(child) for child in node.get("args", []))), None)
+
+    def change(manifest):
+        first_float(manifest["equations"]["x"])["value"] = "2.0"
+
+    _rewrite_manifest(path, change, resign=False)
+    with pytest.raises(ModelFileError, match="manifest does not match its recorded digest"):
         SymbolicODE.load(path)
 
 

@@ -267,10 +267,10 @@ class S2KANRegressor:
         return sp.latex(self.sympy(feature_names))
 
     def save(self, path):
-        """Write the fitted formula to ``path`` as plain data (JSON, no pickle); return the path.
+        """Write the fitted regressor to ``path`` as plain data (JSON and safetensors, no pickle); return the path.
 
-        Raises:
-            ModelFileError: the formula has dense edges, which cannot be saved yet.
+        Open splines and relaxed networks are stored as tensors, so a loaded
+        regressor predicts exactly as this one.
         """
         from .persist import save_regressor
 

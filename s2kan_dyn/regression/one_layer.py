@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -155,7 +156,7 @@ def to_candidate(design: Design, subset: Sequence[int], X: np.ndarray, y: np.nda
         if term.is_spline:
             i = term.factors[0].input
             symbol = sp.Symbol(f"_dense_{i}")
-            dense[symbol] = (_spline_values(spline, i, block), dense_function(0, 0, i)(symbols[i]))
+            dense[symbol] = (SplineColumn(spline, i, np.array(block, dtype=float)), dense_function(0, 0, i)(symbols[i]))
             expr = expr + sp.Float(1.0) * symbol
             n_dense_params += width
             dense_inputs.add(i)
@@ -171,14 +172,22 @@ def to_candidate(design: Design, subset: Sequence[int], X: np.ndarray, y: np.nda
     return Candidate(expr, bits, edge_list, "one-layer", dense=dense, n_dense_params=n_dense_params)
 
 
-def _spline_values(spline: BSplineBasis, i: int, coef: np.ndarray):
-    coef = np.array(coef, dtype=float)
+@dataclass
+class SplineColumn:
+    """Values of one open spline edge: ``basis(X)[:, input, :] @ coef``.
 
-    def values(X: np.ndarray) -> np.ndarray:
-        basis = spline(torch.as_tensor(X, dtype=torch.float64)).numpy()
-        return basis[:, i, :] @ coef
+    Plain data (a knot buffer and a coefficient vector), so that a fitted
+    regressor with a dense edge can be saved and loaded without pickle.
+    """
 
-    return values
+    spline: BSplineBasis
+    input: int
+    coef: np.ndarray
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            basis = self.spline(torch.as_tensor(X, dtype=torch.float64)).numpy()
+        return basis[:, self.input, :] @ self.coef
 
 
 def cost_levels(primitives: Sequence[str]) -> list[tuple[str, ...]]:

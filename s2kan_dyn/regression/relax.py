@@ -12,6 +12,7 @@ itself makes the predictions and the read-out names the dense edge.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +24,19 @@ from ..model.train import GateSchedule, fit_gated
 from .candidate import Candidate, Edge, finalize
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class NetworkPredictor:
+    """Predictions of a fitted single-output S2KAN, as a function of ``X`` ``(n, d)``."""
+
+    network: S2KAN
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        reference = next(self.network.parameters())
+        with torch.no_grad():
+            out = self.network(torch.as_tensor(X, dtype=reference.dtype, device=reference.device))
+        return out[:, 0].cpu().numpy().astype(float)
 
 
 def _network_edges(model: S2KAN, input_names: Sequence[str]) -> list[Edge]:
@@ -84,11 +98,7 @@ def search_relax(
         return finalize(Candidate(expr, bits, edges, "relax"), symbols, X, y, tolerance)
 
     # A dense edge stays a spline: the network predicts, the read-out names it.
-    def predict(Z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = model(torch.as_tensor(Z, dtype=torch.float64, device=device))
-        return out[:, 0].cpu().numpy()
-
+    predict = NetworkPredictor(model)
     candidate = Candidate(expr, bits, edges, "relax", predict_fn=predict)
     rmse = float(np.sqrt(np.mean((predict(X) - y) ** 2)))
     candidate.rmse = rmse
