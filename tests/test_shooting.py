@@ -187,6 +187,7 @@ def test_stage_survives_diverging_window(caplog):
     result = fit_trajectory_stage(library, start, np.ones_like(start, dtype=bool), data)
 
     assert result.rounds[0]["dropped_windows"] > 0
+    assert "retrying with" in caplog.text
     assert "not finite" in caplog.text
     assert np.all(np.isfinite(result.coefficients))
     assert not result.active[2, 1]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..model.network import S2KAN
+from ..model.rollback import restore, snapshot
 from ..model.train import FitRecord, GateSchedule, fit_gated
 from .readout import Readout, read_out
 
@@ -152,10 +153,23 @@ def polish_network(model: S2KAN, X: torch.Tensor, Y: torch.Tensor, max_iter: int
         loss.backward()
         return loss
 
+    def relative_rmse() -> torch.Tensor:
+        with torch.no_grad():
+            return ((model(X) - Y) / scale).pow(2).mean(dim=0).sqrt()
+
     model.eval()
+    before = relative_rmse()
+    saved = snapshot(parameters)
     optimizer.step(closure)
-    with torch.no_grad():
-        relative = ((model(X) - Y) / scale).pow(2).mean(dim=0).sqrt()
+    relative = relative_rmse()
+    if not torch.isfinite(relative).all() or float(relative.max()) > float(before.max()):
+        # L-BFGS may end on a non-finite or worse point after a line search that overflowed.
+        log.warning(
+            "derivative stage: L-BFGS polish ended at relative RMSE %.3g against %.3g before; keeping the parameters from before",
+            float(relative.max()), float(before.max()),
+        )
+        restore(parameters, saved)
+        relative = before
     return float(relative.max())
 
 

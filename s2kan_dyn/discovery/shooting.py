@@ -8,7 +8,9 @@ fits a vector field that is linear in its coefficients,
 1. Each trajectory is cut into windows of a few samples. Each window is
    integrated from its own start state, a free parameter (multiple
    shooting), with torchdiffeq's fixed-grid ``rk4``
-   on an explicit sub-step grid, all windows in one batch.
+   on an explicit sub-step grid, all windows in one batch. A window whose
+   rollout is not finite is retried with twice the sub-steps, then left
+   out of the round (logged with its trajectory and first sample).
 2. Start states and coefficients are fitted by Levenberg-Marquardt on the
    residuals (predicted minus observed states, each state divided by its
    standard deviation) over every sample of every window. The Jacobian

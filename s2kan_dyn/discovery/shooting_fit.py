@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from s2kan_dyn.discovery.shooting_rollout import (
+    _MAX_SUB_STEPS,
     TermEvaluator,
     Windows,
     _Tangents,
@@ -102,7 +103,28 @@ class ShootingFit:
         """Roll out all windows with the tangents of every start state and of the coefficients at ``index``.
 
         ``index`` contains flat ``k * d + j`` coefficient indices (default: the active ones).
+        A window whose rollout is not finite is retried once with twice the
+        rk4 sub-steps (a finer fixed step); if it still fails, it is left out
+        of the window set.
         """
+        predicted, residual, jacobian = self._rollout_with_tangents(index)
+        failing = self._non_finite(residual, jacobian) & ~self.dropped
+        if failing.any() and self.sub_steps < _MAX_SUB_STEPS:
+            log.warning(
+                "trajectory stage: %d windows are not finite with %d rk4 sub-steps; retrying with %d",
+                int(failing.sum()), self.sub_steps, 2 * self.sub_steps,
+            )
+            self.sub_steps *= 2
+            predicted, residual, jacobian = self._rollout_with_tangents(index)
+        self._drop_non_finite(residual, jacobian)
+        d = self.windows.observed.shape[2]
+        keep = (~self.dropped).to(residual.dtype)
+        residual = torch.nan_to_num(residual) * keep.unsqueeze(-1)
+        jacobian = torch.nan_to_num(jacobian) * keep.view(-1, 1, 1)
+        return _Linearisation(predicted, residual, jacobian[..., :d], jacobian[..., d:])
+
+    def _rollout_with_tangents(self, index):
+        """Return the predicted states, the residual and its Jacobian (start states first), unmasked."""
         w = self.windows
         n_windows, samples, d = w.observed.shape
         index = self._active_index() if index is None else index
@@ -127,15 +149,15 @@ class ShootingFit:
         # (directions, W, K + 1, d) -> (W, M, directions), in units of each state's std.
         jacobian = torch.cat(parts) / self.scale * w.mask.unsqueeze(-1)
         jacobian = jacobian.permute(1, 2, 3, 0).flatten(1, 2)
-        residual = self._residual(predicted)
-        self._drop_non_finite(residual, jacobian)
-        keep = (~self.dropped).to(residual.dtype)
-        residual = torch.nan_to_num(residual) * keep.unsqueeze(-1)
-        jacobian = torch.nan_to_num(jacobian) * keep.view(-1, 1, 1)
-        return _Linearisation(predicted, residual, jacobian[..., :d], jacobian[..., d:])
+        return predicted, self._residual(predicted), jacobian
+
+    @staticmethod
+    def _non_finite(residual, jacobian) -> torch.Tensor:
+        """Return a mask of the windows whose residual or Jacobian has a NaN or infinity."""
+        return ~(torch.isfinite(residual).all(dim=1) & torch.isfinite(jacobian).all(dim=(1, 2)))
 
     def _drop_non_finite(self, residual, jacobian) -> None:
-        bad = ~(torch.isfinite(residual).all(dim=1) & torch.isfinite(jacobian).all(dim=(1, 2)))
+        bad = self._non_finite(residual, jacobian)
         new = bad & ~self.dropped
         if not new.any():
             return
