@@ -130,12 +130,18 @@ def load_trajectories(
 
 
 def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None) -> list[Trajectory]:
+    # Messages name a place as "row N", N being the line a text editor shows
+    # (the header is line 1), so each kept row remembers its line.
+    rows, lines = [], []
     with open(path, newline="") as fh:
+        reader = csv.reader(fh)
         try:
-            rows = list(csv.reader(fh))
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not a readable CSV file ({exc}).") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise DataError(f"{path}: file is empty; give a file with a header row and data rows.")
     header = [h.strip() for h in rows[0]]
@@ -148,16 +154,16 @@ def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None)
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise DataError(f"{path}: repeated column name(s) {repeated} in the header row; give each column its own name.")
-    body = rows[1:]
+    body, lines = rows[1:], lines[1:]
     if not body:
         raise DataError(f"{path}: header row only, no data rows.")
 
     time_name = _pick_time_column(path, header, time_column)
     names = _pick_state_columns(path, header, time_name, states)
-    for k, row in enumerate(body, start=2):
+    for line, row in zip(lines, body):
         if len(row) != len(header):
             raise DataError(
-                f"{path}: line {k} has {len(row)} cells but the header has {len(header)}; "
+                f"{path}: row {line} has {len(row)} cells but the header has {len(header)}; "
                 "every row needs one cell per column."
             )
 
@@ -171,10 +177,11 @@ def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None)
                 table[k, j] = float(cell)
             except ValueError:
                 raise DataError(
-                    f"{path}: non-numeric cell {cell!r} in column {name!r} at line {k + 2}; "
+                    f"{path}: non-numeric cell {cell!r} in column {name!r} at row {lines[k]}; "
                     "every data cell must be a number."
                 ) from None
 
+    _check_rows(path, table, wanted, lines)
     if TRAJECTORY_COLUMN in header:
         ids = table[:, 0]
         table = table[:, 1:]
@@ -186,6 +193,41 @@ def _read_csv(path: Path, time_column: str | None, states: Sequence[str] | None)
         label = str(path) if len(groups) == 1 else f"{path} trajectory {g_index}"
         trajs.append(Trajectory(table[rows_of, 0], table[rows_of, 1:], tuple(names), label))
     return trajs
+
+
+def _check_rows(path: Path, table: np.ndarray, columns: Sequence[str], lines: Sequence[int]) -> None:
+    """Raise :class:`DataError` at the first non-finite cell or non-increasing time of a CSV table.
+
+    ``Trajectory`` checks the same later, but it counts rows within one
+    trajectory; this names the row as the file's line. ``table`` has the
+    ``columns`` (an optional trajectory column, the time, the states) and one
+    row per entry of ``lines``.
+    """
+    bad = ~np.isfinite(table)
+    if bad.any():
+        k, j = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: non-finite value {table[k, j]} in column {columns[j]!r} at row {lines[k]}; "
+            "remove or interpolate NaN and inf values."
+        )
+    several = columns[0] == TRAJECTORY_COLUMN
+    ids = table[:, 0] if several else np.zeros(len(table))
+    t = table[:, 1] if several else table[:, 0]
+    for trajectory in dict.fromkeys(ids.tolist()):
+        rows = np.flatnonzero(ids == trajectory)
+        steps = np.diff(t[rows])
+        if np.any(steps <= 0):
+            k = int(np.flatnonzero(steps <= 0)[0])
+            before, after = rows[k], rows[k + 1]
+            if steps[k] == 0:
+                raise DataError(
+                    f"{path}: repeated time {t[after]:g} at rows {lines[before]} and {lines[after]}; "
+                    "remove the duplicate sample."
+                )
+            raise DataError(
+                f"{path}: time decreases from {t[before]:g} to {t[after]:g} at row {lines[after]}; "
+                "times must be strictly increasing (sort the rows)."
+            )
 
 
 def _is_number(text: str) -> bool:

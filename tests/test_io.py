@@ -121,7 +121,7 @@ GOOD_ROWS = "t,x,y\n0,1,2\n1,2,3\n2,3,4\n3,4,5\n4,5,6\n"
         ("t,x,y\n0,1,2\n1,2,3\n2,3,4\n", "3 samples, fewer than the minimum of 5"),
         ("t,x,y\n0,1,2\n1,two,3\n2,3,4\n3,4,5\n4,5,6\n", "non-numeric cell 'two' in column 'x'"),
         ("t,x,y\n0,1,2\n1,,3\n2,3,4\n3,4,5\n4,5,6\n", "non-numeric cell '' in column 'x'"),
-        ("t,x,y\n0,1,2\n1,2\n2,3,4\n3,4,5\n4,5,6\n", "line 3 has 2 cells but the header has 3"),
+        ("t,x,y\n0,1,2\n1,2\n2,3,4\n3,4,5\n4,5,6\n", "row 3 has 2 cells but the header has 3"),
         ("t\n0\n1\n2\n3\n4\n", "only a time column"),
         ("t,x,y\n", "header row only"),
         ("\n\n\n", "file is empty"),
