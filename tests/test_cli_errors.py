@@ -1,5 +1,6 @@
 """Bad inputs: one clear line and exit code 2 on the command line, the same ValueError in Python."""
 
+import re
 import subprocess
 import sys
 import warnings
@@ -29,13 +30,13 @@ def replaced(index, row):
 
 # name, file text (None: no file), file suffix, extra discover options, load_trajectories keywords, message part
 FILE_CASES = [
-    ("nan", replaced(2, "0.2,nan,1.8"), ".csv", [], {}, "non-finite value nan in column 'x' at row 3"),
-    ("inf", replaced(3, "0.3,4.0,inf"), ".csv", [], {}, "non-finite value inf in column 'y' at row 4"),
-    ("repeated time", replaced(2, "0.1,3.0,1.8"), ".csv", [], {}, "repeated time 0.1 at rows 2 and 3"),
-    ("decreasing time", replaced(3, "0.1,4.0,1.7"), ".csv", [], {}, "time decreases from 0.2 to 0.1 at row 4"),
+    ("nan", replaced(2, "0.2,nan,1.8"), ".csv", [], {}, "non-finite value nan in column 'x' at row 4"),
+    ("inf", replaced(3, "0.3,4.0,inf"), ".csv", [], {}, "non-finite value inf in column 'y' at row 5"),
+    ("repeated time", replaced(2, "0.1,3.0,1.8"), ".csv", [], {}, "repeated time 0.1 at rows 3 and 4"),
+    ("decreasing time", replaced(3, "0.1,4.0,1.7"), ".csv", [], {}, "time decreases from 0.2 to 0.1 at row 5"),
     ("too few samples", csv_text(*GOOD_ROWS[:3]), ".csv", [], {}, "3 samples, fewer than the minimum of 5"),
-    ("non-numeric", replaced(4, "0.4,abc,1.6"), ".csv", [], {}, "non-numeric cell 'abc' in column 'x' at line 6"),
-    ("short row", replaced(5, "0.5,6.0"), ".csv", [], {}, "line 7 has 2 cells but the header has 3"),
+    ("non-numeric", replaced(4, "0.4,abc,1.6"), ".csv", [], {}, "non-numeric cell 'abc' in column 'x' at row 6"),
+    ("short row", replaced(5, "0.5,6.0"), ".csv", [], {}, "row 7 has 2 cells but the header has 3"),
     ("unknown state", csv_text(*GOOD_ROWS), ".csv", ["--states", "x,z"], {"states": ["x", "z"]},
      "state column(s) ['z'] not found"),
     ("unknown time column", csv_text(*GOOD_ROWS), ".csv", ["--time-column", "time"], {"time_column": "time"},
@@ -120,6 +121,133 @@ def test_bad_arguments_one_line(tmp_path, capsys, argv, message):
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert message in err
+
+
+# subcommand options, the option and value the message must name. {model} is a saved two-state model.
+OPTION_CASES = [
+    (["simulate", "lorenz", "--noise", "-0.1"], "--noise -0.1"),
+    (["simulate", "lorenz", "--noise", "nan"], "--noise nan"),
+    (["simulate", "lorenz", "--noise", "inf"], "--noise inf"),
+    (["simulate", "lorenz", "--dt", "0"], "--dt 0"),
+    (["simulate", "lorenz", "--dt", "-1"], "--dt -1"),
+    (["simulate", "lorenz", "--dt", "1e-9"], "--dt 1e-09"),
+    (["simulate", "lorenz", "--t-end", "0"], "--t-end 0"),
+    (["simulate", "lorenz", "--t-end", "inf"], "--t-end inf"),
+    (["simulate", "lorenz", "--t-end", "2", "--dt", "1"], "--t-end 2 with --dt 1"),
+    (["simulate", "lorenz", "--seed", "-1"], "--seed -1"),
+    (["simulate", "lorenz", "--n-trajectories", "0"], "--n-trajectories 0"),
+    (["simulate", "lorenz", "--x0", "1,2"], "--x0 '1,2' has 2 values"),
+    (["simulate", "lorenz", "--x0", "1,nan,3"], "--x0 '1,nan,3'"),
+    (["simulate", "lorenz", "--method", "FOO"], "--method 'FOO'"),
+    (["simulate", "lorenz", "--param", "rho=inf"], "--param rho=inf"),
+    (["simulate", "lorenz", "--param", "foo=1"], "--param foo=1"),
+    (["simulate", "lorenz96", "--param", "n=2"], "--param n=2"),
+    (["discover", "lorenz", "--noise", "-0.1"], "--noise -0.1"),
+    (["discover", "lorenz", "--dt", "0"], "--dt 0"),
+    (["discover", "lorenz", "--t-end", "-3"], "--t-end -3"),
+    (["discover", "lorenz", "--seed", "-1"], "--seed -1"),
+    (["discover", "lorenz", "--n-trajectories", "0"], "--n-trajectories 0"),
+    (["discover", "lorenz", "--stages", "foo"], "--stages foo"),
+    (["discover", "lorenz", "--stages", ","], "--stages ','"),
+    (["discover", "lorenz", "--stages", "derivative,derivative"], "--stages derivative,derivative"),
+    (["discover", "lorenz", "--time-budget", "-5"], "--time-budget -5"),
+    (["discover", "lorenz", "--time-budget", "nan"], "--time-budget nan"),
+    (["discover", "lorenz", "--device", "foo"], "--device 'foo'"),
+    (["discover", "lorenz", "--test-fraction", "0.2"], "--test-fraction"),
+    (["discover", "lorenz", "--states", "x,y"], "--states"),
+    (["discover", "lynx_hare", "--noise", "0.1"], "--noise"),
+    (["discover", "lynx_hare", "--test-fraction", "nan"], "--test-fraction nan"),
+    (["discover", "lynx_hare", "--test-fraction", "1"], "--test-fraction 1"),
+    (["compare", "lorenz", "--noise", "-0.1"], "--noise -0.1"),
+    (["compare", "lorenz", "--seed", "-1"], "--seed -1"),
+    (["compare", "lorenz", "--methods", "foo"], "--methods foo"),
+    (["compare", "lorenz", "--methods", ","], "--methods ','"),
+    (["compare", "lorenz", "--methods", "sindy,sindy"], "--methods sindy,sindy"),
+    (["compare", "lorenz", "--time-budget", "0"], "--time-budget 0"),
+    (["compare", "lynx_hare", "--coarse"], "--coarse"),
+    (["compare", "lynx_hare", "--test-fraction", "2"], "--test-fraction 2"),
+    (["forecast", "{model}", "--x0", "1,2", "--t-end", "1", "--t0", "nan"], "--t0 nan"),
+    (["forecast", "{model}", "--x0", "1,2", "--t-end", "nan"], "--t-end nan"),
+    (["forecast", "{model}", "--x0", "1,2", "--t-end", "1", "--dt", "inf"], "--dt inf"),
+    (["forecast", "{model}", "--x0", "1,2", "--t-end", "1", "--dt", "0.5"], "--dt 0.5"),
+    (["forecast", "{model}", "--x0", "1,2,3", "--t-end", "1"], "--x0 '1,2,3' has 3 values"),
+    (["forecast", "{model}", "--x0", "1,inf", "--t-end", "1"], "--x0 '1,inf'"),
+]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    from test_save_load import built_model
+
+    path = tmp_path_factory.mktemp("model") / "model.s2kan"
+    built_model().save(path)
+    return path
+
+
+@pytest.mark.parametrize("argv, named", OPTION_CASES, ids=[" ".join(c[0][:1] + c[0][2:]) for c in OPTION_CASES])
+def test_bad_option_named(tmp_path, capsys, model_path, argv, named):
+    argv = [a.replace("{model}", str(model_path)) for a in argv]
+    suffix = ".csv" if argv[0] in ("simulate", "forecast") else ""
+    out = tmp_path / f"out{suffix}"
+    code, err = _cli(capsys, [*argv, "--out", str(out)])
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert named in err
+    # The message names a remedy.
+    assert re.search(r"\b(give|drop|increase|Known)\b", err), err
+    assert not out.exists()
+
+
+def test_bad_option_subprocess(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "s2kan_dyn", "simulate", "lorenz", "--noise", "-0.1", "--out", str(tmp_path / "x.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "s2kan-dyn simulate: error: --noise -0.1 is invalid; give a finite non-negative number."
+    )
+
+
+@pytest.mark.parametrize(
+    "keywords, message",
+    [({"noise": -0.1}, "noise=-0.1 is invalid"), ({"dt": 0.0}, "dt=0.0 is invalid"),
+     ({"t_end": 2.0, "dt": 1.0}, "t_end=2 with dt=1"), ({"x0": [1.0, 2.0]}, "x0 has 2 values")],
+)
+def test_api_names_arguments(keywords, message):
+    with pytest.raises(S2KANDynError) as raised:
+        systems.get("lorenz").simulate(**keywords)
+    assert message in str(raised.value)
+    assert "--" not in str(raised.value)
+
+
+def test_api_stages_named():
+    with pytest.raises(S2KANDynError, match=r"stages=\['foo'\] is invalid"):
+        SymbolicODE(stages=("foo",), progress=False).fit(np.ones((6, 2)), np.arange(6.0))
+
+
+def test_rename_whole_words():
+    from s2kan_dyn.cli.options import rename_arguments
+
+    message = rename_arguments("t_end=2 with dt=1; increase t_end, keep dt_max and --dt", {"t_end": "--t-end", "dt": "--dt"})
+    assert message == "--t-end 2 with --dt 1; increase --t-end, keep dt_max and --dt"
+
+
+def test_csv_rows_count_blank_lines(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("t,x\n0,1\n\n1,2\n2,3\n2,4\n3,5\n4,6\n")
+    with pytest.raises(DataError, match="repeated time 2 at rows 5 and 6"):
+        load_trajectories(path)
+
+
+def test_csv_rows_in_second_trajectory(tmp_path):
+    path = tmp_path / "two.csv"
+    rows = [f"0,{k},{k}" for k in range(5)] + ["1,0,1", "1,1,nan"] + [f"1,{k},{k}" for k in range(2, 5)]
+    path.write_text("trajectory,t,x\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="non-finite value nan in column 'x' at row 8"):
+        load_trajectories(path)
 
 
 def test_unknown_system_api():

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import OutputExistsError, S2KANDynError, UnknownNameError
+from .options import as_options, check_number, parse_names, reject_unused
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", metavar="FILE", help="trajectories in a .csv or .npz file, instead of NAME")
     parser.add_argument("--time-column", metavar="COLUMN", help="time column of --data (default t, time or the first column)")
     parser.add_argument("--states", metavar="A,B,...", help="state columns of --data, comma-separated (default all others)")
-    parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, metavar="F",
-                        help="data files: fraction of the last trajectory held out (default 0.25)")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="LEVEL",
+    parser.add_argument("--test-fraction", type=float, metavar="F",
+                        help=f"data files and shipped series: fraction of the last trajectory held out "
+                        f"(default {DEFAULT_TEST_FRACTION})")
+    parser.add_argument("--noise", type=float, metavar="LEVEL",
                         help="simulated systems: noise as a fraction of each state's standard deviation (default 0)")
     parser.add_argument("--coarse", action="store_true", help="simulated systems: sample at 5x the default step")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial states, noise and fits (default 0)")
@@ -58,6 +60,16 @@ def load_case(args):
 
     if (args.name is None) == (args.data is None):
         raise S2KANDynError("give either NAME (a system or data set) or --data FILE, not both and not neither.")
+    if args.data is None:
+        reject_unused(args, {"time_column": "--time-column", "states": "--states"}, "without --data FILE")
+    if args.data is not None or args.name in datasets.names():
+        reject_unused(args, {"noise": "--noise", "coarse": "--coarse"},
+                      "to measured series (--data FILE or a shipped data set)")
+        if args.test_fraction is None:
+            args.test_fraction = DEFAULT_TEST_FRACTION
+    else:
+        reject_unused(args, {"test_fraction": "--test-fraction"}, "to a simulated system, whose test starts are new states")
+        args.noise = 0.0 if args.noise is None else args.noise
     if args.data is not None:
         states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
         trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
@@ -69,9 +81,11 @@ def load_case(args):
     if args.name in odebench.names():
         system = odebench.get(args.name)
         test_x0 = [odebench.held_out_initial_condition(args.name)]
-        return case_from_system("compare", system, args.noise, sampling, args.seed, test_x0=test_x0)
+        with as_options({"noise": "--noise", "seed": "--seed"}):
+            return case_from_system("compare", system, args.noise, sampling, args.seed, test_x0=test_x0)
     if args.name in systems.names():
-        return case_from_system("compare", systems.get(args.name), args.noise, sampling, args.seed)
+        with as_options({"noise": "--noise", "seed": "--seed"}):
+            return case_from_system("compare", systems.get(args.name), args.noise, sampling, args.seed)
     known = systems.names() + datasets.names() + odebench.names()
     raise UnknownNameError("system or data set", args.name, known)
 
@@ -135,16 +149,16 @@ def _fmt(value, digits: int = 3) -> str:
 def run(args) -> int:
     from ..benchmark import evaluate
     from ..benchmark.executors import pin_threads
-    from ..benchmark.methods import check_methods
+    from ..benchmark.methods import METHODS
     from ..benchmark.plots import plot_forecasts
     from ..benchmark.results import versions
     from ..io import atomic_path
     from ..report import equation_strings, write_report
 
     started = time.perf_counter()
-    methods = check_methods(args.methods.split(","))
-    if not methods:
-        raise S2KANDynError("--methods is empty; give s2kan, sindy or both.")
+    methods = parse_names("--methods", args.methods, list(METHODS), "method")
+    check_number("--time-budget", args.time_budget, 0.0, inclusive=False, hint="seconds")
+    check_number("--seed", args.seed, 0, kind="an integer")
     case = load_case(args)
     out = prepare_output(args)
     pin_threads()

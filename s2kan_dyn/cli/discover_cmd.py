@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, OutputExistsError, S2KANDynError, UnknownNameError
+from .options import as_options, check_device, check_number, parse_names, reject_unused
+from .simulate_cmd import simulate_options
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,7 @@ REPORT_NAME = "report.json"
 MODEL_NAME = "model.s2kan"
 # Extra test starts on the attractor of a chaotic catalog system.
 CHAOTIC_TEST_STARTS = 10
+DEFAULT_TEST_FRACTION = 0.25
 PLOT_NAMES = {"forecast": "forecast.png", "phase": "phase_portrait.png", "terms": "open_terms.png"}
 
 
@@ -32,15 +35,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--time-column", metavar="COLUMN", help="time column of --data (default t, time or the first column)")
     parser.add_argument("--states", metavar="A,B,...", help="state columns of --data, comma-separated (default all others)")
     parser.add_argument(
-        "--test-fraction", type=float, default=0.25, metavar="F",
-        help="data files: fraction of the last trajectory's samples held out for the forecast (default 0.25)",
+        "--test-fraction", type=float, metavar="F",
+        help=f"data files and shipped series: fraction of the last trajectory's samples held out for the forecast "
+        f"(default {DEFAULT_TEST_FRACTION})",
     )
 
-    parser.add_argument("--noise", type=float, default=0.0, metavar="LEVEL",
+    parser.add_argument("--noise", type=float, metavar="LEVEL",
                         help="catalog: Gaussian noise as a fraction of each state's standard deviation (default 0)")
     parser.add_argument("--t-end", type=float, metavar="T", help="catalog: duration in time units (default: the system's)")
     parser.add_argument("--dt", type=float, metavar="DT", help="catalog: sampling step in time units (default: the system's)")
-    parser.add_argument("--n-trajectories", type=int, default=1, metavar="N",
+    parser.add_argument("--n-trajectories", type=int, metavar="N",
                         help="catalog: training trajectories (default 1); the test trajectory starts from another state")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, noise and fit (default 0)")
 
@@ -63,14 +67,18 @@ def run(args) -> int:
     from ..determinism import pin_determinism
     from ..discovery import SymbolicODE
     from ..discovery.checkpoint import CHECKPOINT_NAME, with_checkpoint
+    from ..discovery.estimator import STAGES
     from ..metrics.equations import equation_metrics
     from ..metrics.forecast import forecast_metrics
     from ..report import build_report, equation_table, write_report
 
     started = time.perf_counter()
+    stages = tuple(parse_names("--stages", args.stages, STAGES, "stage"))
+    check_number("--time-budget", args.time_budget, 0.0, inclusive=False, hint="seconds")
+    check_number("--seed", args.seed, 0, kind="an integer")
+    check_device(args.device)
     data = load_data(args)
     out = prepare_output(args, data["label"])
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
 
     pin_determinism()
     model = SymbolicODE(
@@ -145,6 +153,10 @@ def run(args) -> int:
     return 0
 
 
+# Options that set how a catalog system is simulated.
+CATALOG_OPTIONS = {"noise": "--noise", "t_end": "--t-end", "dt": "--dt", "n_trajectories": "--n-trajectories"}
+
+
 def load_data(args) -> dict:
     """Return the training trajectories, the test trajectory and what is known about the system."""
     import systems
@@ -154,6 +166,12 @@ def load_data(args) -> dict:
 
     if (args.name is None) == (args.data is None):
         raise S2KANDynError("give either NAME (a catalog system or data set) or --data FILE, not both and not neither.")
+    if args.data is None:
+        reject_unused(args, {"time_column": "--time-column", "states": "--states"}, "without --data FILE")
+    if args.data is not None or args.name in datasets.names():
+        reject_unused(args, CATALOG_OPTIONS, "to measured series (--data FILE or a shipped data set)")
+        if args.test_fraction is None:
+            args.test_fraction = DEFAULT_TEST_FRACTION
     if args.data is not None:
         states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
         trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
@@ -163,8 +181,14 @@ def load_data(args) -> dict:
     if args.name not in systems.names():
         raise UnknownNameError("system or data set", args.name, systems.names() + datasets.names())
 
+    reject_unused(args, {"test_fraction": "--test-fraction"},
+                  "to a catalog system, whose forecast starts from a new state")
+    args.noise = 0.0 if args.noise is None else args.noise
+    args.n_trajectories = 1 if args.n_trajectories is None else args.n_trajectories
     system = systems.get(args.name)
-    train = system.simulate(t_end=args.t_end, dt=args.dt, n_trajectories=args.n_trajectories, noise=args.noise, seed=args.seed)
+    with as_options(simulate_options(args)):
+        train = system.simulate(t_end=args.t_end, dt=args.dt, n_trajectories=args.n_trajectories, noise=args.noise,
+                                seed=args.seed)
     # The test start is the next draw after the training starts, so it is never one of them.
     start = system.sample_initial_conditions(args.n_trajectories, seed=args.seed)[-1]
     [test] = system.simulate(t_end=args.t_end, dt=args.dt, x0=start, noise=0.0, seed=args.seed)
@@ -183,8 +207,7 @@ def load_data(args) -> dict:
 
 def split_series(trajectories, test_fraction: float, label: str) -> dict:
     """Hold out the last ``test_fraction`` of the last trajectory; the forecast starts at the last training sample."""
-    if not 0 < test_fraction < 1:
-        raise S2KANDynError(f"--test-fraction {test_fraction} is invalid; use a fraction between 0 and 1, e.g. 0.25.")
+    check_number("--test-fraction", test_fraction, 0.0, inclusive=False, maximum=1.0, hint="e.g. 0.25")
     last = trajectories[-1]
     n_test = max(2, int(round(last.n_samples * test_fraction)))
     n_train = last.n_samples - n_test

@@ -6,7 +6,8 @@ import logging
 import math
 from pathlib import Path
 
-from ..errors import DataError, FitError, OutputExistsError, S2KANDynError
+from ..errors import FitError, OutputExistsError, S2KANDynError
+from .options import check_number, check_x0_length, parse_x0
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ def run(args) -> int:
     from ..discovery import SymbolicODE
     from ..io import save_trajectories
     from ..trajectory import Trajectory
-    from .simulate_cmd import parse_x0
 
     out = Path(args.out)
     check_output(out, args.force)
@@ -58,13 +58,7 @@ def run(args) -> int:
     model = SymbolicODE.load(args.model)
     x0 = parse_x0(args.x0)
     names = model.state_names_
-    if len(x0) != len(names):
-        raise DataError(
-            f"--x0 {args.x0!r} has {len(x0)} values but the model has {len(names)} states "
-            f"({', '.join(names)}); give one value per state."
-        )
-    if not all(math.isfinite(v) for v in x0):
-        raise DataError(f"--x0 {args.x0!r} contains NaN or infinite values; give finite numbers.")
+    check_x0_length(args.x0, x0, names, "the model")
 
     use_network = bool(args.use_network or model.dense_terms_)
     if use_network and model.network_ is None:
@@ -102,13 +96,13 @@ def time_grid(t0: float, t_end: float, dt: float | None):
     """Return the output times from ``t0`` to ``t_end`` in steps of ``dt`` (the last step may be shorter)."""
     import numpy as np
 
-    if not (math.isfinite(t0) and math.isfinite(t_end)) or t_end <= t0:
+    check_number("--t0", t0, -math.inf, hint="start time")
+    if not math.isfinite(t_end) or t_end <= t0:
         raise S2KANDynError(f"--t-end {t_end:g} is invalid; give a finite end time after --t0 {t0:g}.")
+    check_number("--dt", dt, 0.0, inclusive=False, hint="output step in time units")
     span = t_end - t0
     if dt is None:
         dt = span / DEFAULT_STEPS
-    if not (math.isfinite(dt) and dt > 0):
-        raise S2KANDynError(f"--dt {dt:g} is invalid; give a positive step.")
     # The tolerance keeps a span that is a whole number of steps from gaining a sliver step by rounding.
     steps = math.ceil(span / dt - 1e-9)
     if steps + 1 > MAX_SAMPLES:

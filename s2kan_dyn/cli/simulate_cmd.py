@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from ..errors import OutputExistsError, S2KANDynError
+from .options import as_options, check_x0_length, parse_x0
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,19 @@ def run(args) -> int:
     if out.exists() and not args.force:
         raise OutputExistsError(f"--out {out} exists; pass --force to overwrite it.")
 
-    system = systems.get(args.name, **parse_params(args.param))
-    x0 = None if args.x0 is None else parse_x0(args.x0)
-    trajectories = system.simulate(
-        t_end=args.t_end, dt=args.dt, x0=x0, n_trajectories=args.n_trajectories,
-        noise=args.noise, seed=args.seed, method=args.method,
-    )
+    params = parse_params(args.param)
+    check_param_names(args.name, params)
+    with as_options({"parameter": "--param"}):
+        system = systems.get(args.name, **params)
+    x0 = None
+    if args.x0 is not None:
+        x0 = parse_x0(args.x0)
+        check_x0_length(args.x0, x0, system.state_names, system.name)
+    with as_options(simulate_options(args)):
+        trajectories = system.simulate(
+            t_end=args.t_end, dt=args.dt, x0=x0, n_trajectories=args.n_trajectories,
+            noise=args.noise, seed=args.seed, method=args.method,
+        )
     save_trajectories(out, trajectories)
     samples = sum(tr.n_samples for tr in trajectories)
     noun = "trajectory" if len(trajectories) == 1 else "trajectories"
@@ -75,6 +84,19 @@ def run(args) -> int:
         system.name, len(trajectories), noun, samples, ", ".join(system.state_names), out,
     )
     return 0
+
+
+def simulate_options(args) -> dict[str, str]:
+    """Return the options behind ``System.simulate``'s arguments, for :func:`as_options`.
+
+    ``x0`` is mapped only when ``--x0`` was given, because otherwise the
+    starts in a message were drawn, not typed.
+    """
+    options = {"t_end": "--t-end", "dt": "--dt", "noise": "--noise", "seed": "--seed",
+               "n_trajectories": "--n-trajectories", "method": "--method"}
+    if getattr(args, "x0", None) is not None:
+        options["x0"] = "--x0"
+    return {name: option for name, option in options.items() if hasattr(args, name)}
 
 
 def parse_params(items: list[str]) -> dict[str, float | int]:
@@ -94,14 +116,23 @@ def parse_params(items: list[str]) -> dict[str, float | int]:
                 params[key] = float(text)
             except ValueError:
                 raise S2KANDynError(f"--param {key}={text!r} is not a number.") from None
+        if not math.isfinite(params[key]):
+            raise S2KANDynError(f"--param {key}={text} is invalid; give a finite number.")
     return params
 
 
-def parse_x0(text: str) -> list[float]:
-    """Parse a comma-separated initial state such as ``-8,7,27``."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
+def check_param_names(name: str, params: dict) -> None:
+    """Raise unless every ``--param`` key is a parameter of the catalog system ``name``."""
+    import systems
+
+    if name not in systems.names():
+        # systems.get raises the error that suggests the closest name.
+        return
+    defaults = systems.default_parameters(name)
+    unknown = [key for key in params if key not in defaults]
+    if unknown:
+        known = ", ".join(f"{key}={value}" for key, value in defaults.items())
         raise S2KANDynError(
-            f"--x0 {text!r} is invalid; give comma-separated numbers such as -8,7,27."
-        ) from None
+            f"--param {unknown[0]}={params[unknown[0]]}: {name} has no parameter {unknown[0]!r}; "
+            f"give one of its parameters ({known})."
+        )
