@@ -1,4 +1,4 @@
-"""PNG plots of a discovery run: forecast per state, phase portrait, open terms per edge.
+"""PNG plots of a discovery run: forecast per state, phase portrait, terms of the found equations.
 
 Every function writes one file through ``s2kan_dyn.io.atomic_path`` with
 matplotlib's non-interactive Agg backend, so it works without a display and
@@ -26,13 +26,13 @@ def _figure(n_rows: int = 1, n_cols: int = 1, size=(7.0, 4.0), **kwargs):
     return plt, plt.subplots(n_rows, n_cols, figsize=size, squeeze=False, **kwargs)
 
 
-def _save(plt, fig, path: str | os.PathLike) -> Path:
+def _save(plt, fig, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
     from .io import atomic_path
 
     path = Path(path)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=metadata)
     plt.close(fig)
     return path
 
@@ -121,27 +121,137 @@ def plot_phase_portrait(
     return _save(plt, fig, path)
 
 
-def plot_open_terms(path: str | os.PathLike, network, input_names: Sequence[str]) -> Path:
-    """Plot which terms of each edge are open, one heat map per layer.
+def plot_open_terms(
+    path: str | os.PathLike,
+    equations: Mapping[str, object],
+    state_names: Sequence[str],
+    x: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Draw which terms each found equation keeps: one row per state, one column per term.
 
-    Rows are edges ``(out <- in)``, columns the layer's primitives and, where
-    the layer has one, the spline. A dark cell is an open term (eval-mode gate).
+    A filled cell is a term of that state's equation, labelled with its
+    coefficient. With ``x`` (states, shape ``(n, d)``, e.g. the training
+    data) a cell's shade is the term's size on the data: the RMS of
+    coefficient times term, over the sum of those RMS values in its equation.
+    Dense (spline) terms, undefined sympy functions that cannot be evaluated
+    here, are hatched, labelled "dense" and left out of those sums. The equations' terms are also
+    written into the PNG's ``Description`` text field, one state per line
+    (``x': x, y``), in the drawn order.
+
+    Args:
+        equations: state name -> right-hand side (sympy expression or string).
+        state_names: the ``d`` states, in row order.
+        x: states to measure the terms' sizes on (default none: cells are not shaded).
+        title: prefix of the figure title, e.g. the system's name.
     """
-    layers = list(network.layers)
-    plt, (fig, axes) = _figure(1, len(layers), size=(3.2 * len(layers) + 1.0, 5.0))
-    for index, layer in enumerate(layers):
-        ax = axes[0, index]
-        open_terms = layer.open_terms().detach().cpu().numpy().astype(float)
-        n_out, n_in, n_columns = open_terms.shape
-        labels = list(layer.primitive_names) + (["spline"] if layer.has_spline else [])
-        grid = open_terms.reshape(n_out * n_in, n_columns)[:, : len(labels)]
-        ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, rotation=60, fontsize=7)
-        inputs = list(input_names) if index == 0 else [f"h{i}" for i in range(n_in)]
-        rows = [f"{o} <- {inputs[i]}" for o in range(n_out) for i in range(n_in)]
-        step = max(1, len(rows) // 30)
-        ax.set_yticks(range(0, len(rows), step))
-        ax.set_yticklabels(rows[::step], fontsize=6)
-        ax.set_title(f"layer {index}: {int(grid.sum())} open terms", fontsize=9)
-    return _save(plt, fig, path)
+    from matplotlib.colors import ListedColormap, to_rgb
+
+    rows = [_expanded_terms(equations[name]) for name in state_names]
+    columns = sorted({term for row in rows for term in row}, key=_term_order)
+    shares = [_term_shares(row, state_names, x) for row in rows]
+
+    n_rows, n_columns = len(state_names), max(1, len(columns))
+    width = min(16.0, max(5.5, 1.6 + 0.8 * n_columns))
+    plt, (fig, axes) = _figure(size=(width, 1.9 + 0.5 * n_rows))
+    ax = axes[0, 0]
+    # The lightest quarter of "Blues" is left out, so that a small term still shows against the white background.
+    cmap = ListedColormap(plt.get_cmap("Blues")(np.linspace(0.25, 1.0, 256)))
+    annotate = n_columns <= 24
+    for i, row in enumerate(rows):
+        for j, term in enumerate(columns):
+            if term not in row:
+                continue
+            if _is_dense(term):
+                face, text, hatch, dark = "tab:orange", "dense", "//", False
+            else:
+                share = shares[i].get(term)
+                face = "tab:blue" if share is None else cmap(share)
+                text, hatch = f"{float(row[term]):.3g}", None
+                red, green, blue = to_rgb(face)
+                dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white", hatch=hatch, lw=1.5))
+            if annotate:
+                ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+
+    ax.set_xlim(0, n_columns)
+    ax.set_ylim(n_rows, 0)
+    ax.set_xticks(np.arange(len(columns)) + 0.5)
+    labels = [_term_label(term) for term in columns]
+    # Roughly 9 characters of 9-point text fit under a cell 0.8 inch wide.
+    tilted = n_columns > 8 or any(len(label) > 9 for label in labels)
+    ax.set_xticklabels(labels, rotation=30 if tilted else 0, ha="right" if tilted else "center", fontsize=9)
+    ax.set_yticks(np.arange(n_rows) + 0.5)
+    ax.set_yticklabels([f"d{name}/dt" + ("" if rows[i] else " = 0") for i, name in enumerate(state_names)], fontsize=9)
+    ax.set_xticks(np.arange(n_columns + 1), minor=True)
+    ax.set_yticks(np.arange(n_rows + 1), minor=True)
+    ax.grid(which="minor", color="0.85", lw=0.8)
+    ax.tick_params(which="minor", length=0)
+    has_dense = any(_is_dense(term) for term in columns)
+    ax.set_xlabel("term (cell: its coefficient" + ("; hatched: dense spline term)" if has_dense else ")"))
+    ax.set_title(f"{title}: terms of the found equations" if title else "Terms of the found equations", fontsize=10)
+
+    if x is not None:
+        scale = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+        bar = fig.colorbar(scale, ax=ax, fraction=0.04, pad=0.02)
+        bar.set_ticks([0, 0.5, 1])
+        bar.set_label("share of the equation\n(RMS on the data)", fontsize=8)
+
+    description = "\n".join(
+        f"{name}': " + ", ".join(_term_label(term) for term in columns if term in row)
+        for name, row in zip(state_names, rows)
+    )
+    return _save(plt, fig, path, metadata={"Description": description, "Title": ax.get_title()})
+
+
+def _expanded_terms(expression) -> dict:
+    """Return ``{term: coefficient}`` of an expression expanded into a sum, without zero terms."""
+    import sympy as sp
+
+    terms = sp.expand(sp.sympify(expression)).as_coefficients_dict()
+    return {term: coefficient for term, coefficient in terms.items() if coefficient != 0}
+
+
+def _is_dense(term) -> bool:
+    from sympy.core.function import AppliedUndef
+
+    return bool(term.atoms(AppliedUndef))
+
+
+def _term_order(term):
+    """Sort key: constant first, then polynomial terms by total degree, then other functions, then dense terms."""
+    import sympy as sp
+
+    symbols = sorted(term.free_symbols, key=str)
+    if _is_dense(term):
+        return (3, 0, str(term))
+    if term.is_polynomial(*symbols):
+        degree = sp.Poly(term, *symbols).total_degree() if symbols else 0
+        return (0 if degree == 0 else 1, degree, sp.default_sort_key(term))
+    return (2, 0, str(term))
+
+
+def _term_label(term) -> str:
+    import sympy as sp
+
+    return sp.sstr(term).replace("**", "^")
+
+
+def _term_shares(row: dict, state_names: Sequence[str], x: np.ndarray | None) -> dict:
+    """Return ``{term: RMS of coefficient * term over x, over the sum of these}``; empty without ``x``."""
+    import sympy as sp
+
+    if x is None or not row:
+        return {}
+    symbols = [sp.Symbol(name) for name in state_names]
+    sizes = {}
+    for term, coefficient in row.items():
+        if _is_dense(term):
+            continue
+        plain = term.xreplace({s: sp.Symbol(s.name) for s in term.free_symbols})
+        values = np.broadcast_to(sp.lambdify(symbols, plain, modules="numpy")(*x.T), x.shape[:1])
+        with np.errstate(all="ignore"):
+            sizes[term] = float(abs(coefficient)) * float(np.sqrt(np.mean(np.asarray(values, dtype=float) ** 2)))
+    total = sum(size for size in sizes.values() if np.isfinite(size))
+    return {term: (size / total if total > 0 and np.isfinite(size) else 0.0) for term, size in sizes.items()}

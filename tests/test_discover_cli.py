@@ -19,6 +19,39 @@ def lotka_file(out_dir):
     return path
 
 
+def png_description(path) -> str:
+    """Return the ``Description`` text field of a PNG file."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.text["Description"]
+
+
+def test_open_terms_follow_equations(tmp_path):
+    from s2kan_dyn.plots import plot_open_terms
+
+    x, y = sp.symbols("x y")
+    equations = {"x": 1.1 * x - 0.4 * x * y, "y": 0.1 * x * y - 0.4 * y}
+    states = np.column_stack([np.linspace(1, 3, 50), np.linspace(2, 0.5, 50)])
+    path = plot_open_terms(tmp_path / "terms.png", equations, ["x", "y"], x=states, title="lotka")
+    assert path == tmp_path / "terms.png"
+    assert path.stat().st_size > 1000
+    assert png_description(path) == "x': x, x*y\ny': y, x*y"
+
+
+def test_open_terms_dense_and_zero(tmp_path):
+    from s2kan_dyn.plots import plot_open_terms
+
+    x, y = sp.symbols("x y")
+    dense = sp.Function("dense_l0_1_0")(x)
+    equations = {"x": 2 + sp.sin(y) - x**2, "y": 0.5 * dense - x, "z": sp.Integer(0)}
+    path = plot_open_terms(tmp_path / "terms.png", equations, ["x", "y", "z"], x=np.ones((10, 3)))
+    lines = png_description(path).splitlines()
+    assert lines[0] == "x': 1, x^2, sin(y)"
+    assert lines[1] == "y': x, dense_l0_1_0(x)"
+    assert lines[2] == "z': "
+
+
 @pytest.mark.slow
 def test_discover_file_writes_report(lotka_file, out_dir, capsys):
     code = main(["-q", "discover", "--data", str(lotka_file), "--stages", "derivative", "--out", "run"])
@@ -35,6 +68,11 @@ def test_discover_file_writes_report(lotka_file, out_dir, capsys):
     assert {str(s) for s in found.free_symbols} <= {"x", "y"}
     for name in ("forecast.png", "phase_portrait.png", "open_terms.png"):
         assert (out_dir / "run" / name).stat().st_size > 1000
+    drawn = png_description(out_dir / "run" / "open_terms.png").splitlines()
+    for line, (state, rhs) in zip(drawn, report["equations"].items()):
+        terms = sp.expand(sp.sympify(rhs)).as_coefficients_dict()
+        assert line.startswith(f"{state}': ")
+        assert len(line.split(": ")[1].split(", ")) == len(terms)
     printed = capsys.readouterr().out
     assert printed.startswith("x' = ")
 

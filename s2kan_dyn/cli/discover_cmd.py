@@ -123,8 +123,9 @@ def run(args) -> int:
                                      t_train=train_last.t if data["from_file"] else None,
                                      x_train=train_last.x if data["from_file"] else None, title=title).name)
     files.append(plots.plot_phase_portrait(out / PLOT_NAMES["phase"], test.x, prediction, model.state_names_, title=title).name)
-    if model.network_ is not None:
-        files.append(plots.plot_open_terms(out / PLOT_NAMES["terms"], model.network_, model.state_names_).name)
+    train_states = np.concatenate([tr.x for tr in data["train"]])
+    files.append(plots.plot_open_terms(out / PLOT_NAMES["terms"], equations, model.state_names_, x=train_states,
+                                       title=title).name)
     plot_seconds = time.perf_counter() - plot_start
 
     if hasattr(model, "save"):
