@@ -5,7 +5,9 @@ method) and skips the jobs whose rows are already in the output folder's
 ``results.csv``. It runs the rest on an executor and rewrites
 ``results.csv`` after each finished job. At the end it writes
 ``summary_<suite>.md`` and the plots ``success_vs_noise_<suite>.png`` and
-``vpt_per_system_<suite>.png``.
+``vpt_per_system_<suite>.png``. A KeyboardInterrupt during the sweep
+stops the workers and is raised again as :class:`BenchmarkInterrupted`,
+which gives the number of runs saved in ``results.csv``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ from .suites import SuiteOptions, check_suite, has_truth, system_names
 from .summary import summary_markdown
 
 log = logging.getLogger(__name__)
+
+
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """A sweep stopped by KeyboardInterrupt after its workers were stopped.
+
+    Attributes:
+        done: runs of this sweep whose rows are in ``results_path``.
+        total: runs in this sweep.
+        results_path: the results file, complete up to ``done`` runs.
+    """
+
+    def __init__(self, done: int, total: int, results_path: Path):
+        super().__init__(
+            f"interrupted with {done} of {total} runs done and saved in {results_path}; "
+            "rerun the same command to resume."
+        )
+        self.done = done
+        self.total = total
+        self.results_path = results_path
 
 
 def build_jobs(
@@ -130,22 +151,28 @@ def run_benchmark(
 
     stamp = versions()
     bar = _progress_bar(len(todo), progress)
+    written = 0
 
     def on_result(row: dict) -> None:
+        nonlocal written
         row.update(stamp)
         rows.append(row)
         write_results(results_path, rows)
+        written += 1
         bar.update(1)
 
     try:
         if todo:
             runner.run(todo, on_result)
+        suite_rows = [r for r in read_results(results_path) if r["suite"] == suite]
+        files = {"results": results_path}
+        files.update(write_outputs(out, suite, suite_rows))
+    except KeyboardInterrupt:
+        # The executor has stopped its workers, and results.csv is only ever
+        # replaced whole, so it contains every row written so far.
+        raise BenchmarkInterrupted(skipped + written, len(all_jobs), results_path) from None
     finally:
         bar.close()
-
-    suite_rows = [r for r in read_results(results_path) if r["suite"] == suite]
-    files = {"results": results_path}
-    files.update(write_outputs(out, suite, suite_rows))
     counts = {status: sum(r["status"] == status for r in suite_rows) for status in ("ok", "timed out", "failed", "crashed")}
     log.info("suite %s: %d rows (%s); files in %s", suite, len(suite_rows),
              ", ".join(f"{k} {v}" for k, v in counts.items() if v), out)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import sys
+import threading
 
 from ..errors import S2KANDynError
 
@@ -16,7 +20,8 @@ def add_parser(subparsers) -> None:
         description="Fit every method on every case of a suite and write results.csv (one row per "
         "system, noise, sampling, seed and method, with every metric, the seed and the library "
         "versions), summary_SUITE.md and plots into --out. Rerunning with the same --out skips the "
-        "rows already in results.csv. Each run is a worker process stopped at --timeout.",
+        "rows already in results.csv. Each run is a worker process stopped at --timeout. Ctrl-C or SIGTERM "
+        "stops the workers and keeps the rows finished so far.",
     )
     parser.add_argument("--suite", required=True, help="core (the catalog), odebench, dysts or real")
     parser.add_argument("--noise", default="0,0.05", metavar="L1,L2,...",
@@ -64,26 +69,58 @@ def _noise_levels(text: str) -> list[float]:
     return levels
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt(received: list[int]):
+    """Raise KeyboardInterrupt on SIGTERM inside the block, so the sweep stops its workers as on Ctrl-C.
+
+    The signal's number is appended to ``received``. Signal handlers can be
+    set only in the main thread, so elsewhere SIGTERM keeps its handler, as
+    it does when that handler was not set from Python.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is None:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args) -> int:
     from ..benchmark import SuiteOptions, run_benchmark
+    from ..benchmark.runner import BenchmarkInterrupted
 
     if args.seeds < 1:
         raise S2KANDynError(f"--seeds {args.seeds} is invalid; give at least 1.")
-    result = run_benchmark(
-        suite=args.suite,
-        out=args.out,
-        noises=_noise_levels(args.noise),
-        samplings=_list(args.sampling),
-        seeds=list(range(args.seeds)),
-        methods=_list(args.methods),
-        systems=_list(args.systems) or None,
-        jobs=args.jobs,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        timeout=args.timeout,
-        options=SuiteOptions(args.odebench_path, args.dysts_path),
-        force=args.force,
-        progress=not args.quiet,
-    )
+    received = []
+    try:
+        with _sigterm_as_interrupt(received):
+            result = run_benchmark(
+                suite=args.suite,
+                out=args.out,
+                noises=_noise_levels(args.noise),
+                samplings=_list(args.sampling),
+                seeds=list(range(args.seeds)),
+                methods=_list(args.methods),
+                systems=_list(args.systems) or None,
+                jobs=args.jobs,
+                executor=args.executor,
+                ray_address=args.ray_address,
+                timeout=args.timeout,
+                options=SuiteOptions(args.odebench_path, args.dysts_path),
+                force=args.force,
+                progress=not args.quiet,
+            )
+    except KeyboardInterrupt as exc:
+        message = str(exc) if isinstance(exc, BenchmarkInterrupted) else "interrupted before any run started."
+        print(f"s2kan-dyn benchmark: {message}", file=sys.stderr)
+        # Exit codes as a shell reports a process killed by the signal: 130 for SIGINT, 143 for SIGTERM.
+        return 128 + (received[0] if received else signal.SIGINT)
     print(result["files"]["summary"].read_text(encoding="utf-8"))
     return 0
