@@ -123,7 +123,8 @@ def test_bad_arguments_one_line(tmp_path, capsys, argv, message):
     assert message in err
 
 
-# subcommand options, the option and value the message must name. {model} is a saved two-state model.
+# subcommand options, the option and value the message must name. {model} is a saved two-state model,
+# {data} a CSV file of 8 samples of states x and y.
 OPTION_CASES = [
     (["simulate", "lorenz", "--noise", "-0.1"], "--noise -0.1"),
     (["simulate", "lorenz", "--noise", "nan"], "--noise nan"),
@@ -153,6 +154,13 @@ OPTION_CASES = [
     (["discover", "lorenz", "--time-budget", "-5"], "--time-budget -5"),
     (["discover", "lorenz", "--time-budget", "nan"], "--time-budget nan"),
     (["discover", "lorenz", "--device", "foo"], "--device 'foo'"),
+    (["discover", "lorenz", "--device", "meta"], "--device 'meta'"),
+    (["discover", "--data", "{data}", "--states", ""], "--states ''"),
+    (["discover", "--data", "{data}", "--states", "x,x"], "--states x,x"),
+    (["discover", "--data", "{data}", "--noise", "0.1"], "--noise"),
+    (["discover", "--data", "{data}", "--test-fraction", "0.01"], "--test-fraction 0.01 holds out 0 of 8"),
+    (["compare", "--data", "{data}", "--states", ""], "--states ''"),
+    (["compare", "--data", "{data}", "--test-fraction", "0.01"], "--test-fraction 0.01 holds out 0 of 8"),
     (["discover", "lorenz", "--test-fraction", "0.2"], "--test-fraction"),
     (["discover", "lorenz", "--states", "x,y"], "--states"),
     (["discover", "lynx_hare", "--noise", "0.1"], "--noise"),
@@ -186,7 +194,8 @@ def model_path(tmp_path_factory):
 
 @pytest.mark.parametrize("argv, named", OPTION_CASES, ids=[" ".join(c[0][:1] + c[0][2:]) for c in OPTION_CASES])
 def test_bad_option_named(tmp_path, capsys, model_path, argv, named):
-    argv = [a.replace("{model}", str(model_path)) for a in argv]
+    (tmp_path / "data.csv").write_text(csv_text(*GOOD_ROWS))
+    argv = [a.replace("{model}", str(model_path)).replace("{data}", str(tmp_path / "data.csv")) for a in argv]
     suffix = ".csv" if argv[0] in ("simulate", "forecast") else ""
     out = tmp_path / f"out{suffix}"
     code, err = _cli(capsys, [*argv, "--out", str(out)])

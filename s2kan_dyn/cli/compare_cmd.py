@@ -71,7 +71,7 @@ def load_case(args):
         reject_unused(args, {"test_fraction": "--test-fraction"}, "to a simulated system, whose test starts are new states")
         args.noise = 0.0 if args.noise is None else args.noise
     if args.data is not None:
-        states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
+        states = None if args.states is None else parse_names("--states", args.states, "column")
         trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
         return case_from_series("compare", Path(args.data).stem, trajectories, args.test_fraction, args.seed)
     if args.name in datasets.names():
@@ -156,7 +156,7 @@ def run(args) -> int:
     from ..report import equation_strings, write_report
 
     started = time.perf_counter()
-    methods = parse_names("--methods", args.methods, list(METHODS), "method")
+    methods = parse_names("--methods", args.methods, "method", list(METHODS))
     check_number("--time-budget", args.time_budget, 0.0, inclusive=False, hint="seconds")
     check_number("--seed", args.seed, 0, kind="an integer")
     case = load_case(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def run(args) -> int:
     from ..report import build_report, equation_table, write_report
 
     started = time.perf_counter()
-    stages = tuple(parse_names("--stages", args.stages, STAGES, "stage"))
+    stages = tuple(parse_names("--stages", args.stages, "stage", STAGES))
     check_number("--time-budget", args.time_budget, 0.0, inclusive=False, hint="seconds")
     check_number("--seed", args.seed, 0, kind="an integer")
     check_device(args.device)
@@ -174,7 +175,7 @@ def load_data(args) -> dict:
         if args.test_fraction is None:
             args.test_fraction = DEFAULT_TEST_FRACTION
     if args.data is not None:
-        states = None if args.states is None else [s.strip() for s in args.states.split(",") if s.strip()]
+        states = None if args.states is None else parse_names("--states", args.states, "column")
         trajectories = load_trajectories(args.data, time_column=args.time_column, states=states)
         return split_series(trajectories, args.test_fraction, Path(args.data).stem)
     if args.name in datasets.names():
@@ -208,11 +209,21 @@ def load_data(args) -> dict:
 
 def split_series(trajectories, test_fraction: float, label: str) -> dict:
     """Hold out the last ``test_fraction`` of the last trajectory; the forecast starts at the last training sample."""
+    from ..trajectory import MIN_SAMPLES
+
     check_number("--test-fraction", test_fraction, 0.0, inclusive=False, maximum=1.0, hint="e.g. 0.25")
     last = trajectories[-1]
-    n_test = max(2, int(round(last.n_samples * test_fraction)))
+    n_test = int(round(last.n_samples * test_fraction))
+    # The test trajectory is the held-out samples plus the last training sample.
+    if n_test + 1 < MIN_SAMPLES:
+        smallest = math.ceil(100 * (MIN_SAMPLES - 1) / last.n_samples) / 100
+        raise DataError(
+            f"{last.source}: --test-fraction {test_fraction:g} holds out {n_test} of {last.n_samples} samples, "
+            f"fewer than the {MIN_SAMPLES - 1} a forecast needs; give a --test-fraction of at least {smallest:g} "
+            "or a longer series."
+        )
     n_train = last.n_samples - n_test
-    if n_train < 5:
+    if n_train < MIN_SAMPLES:
         raise DataError(
             f"{last.source}: {last.n_samples} samples leave {n_train} for training after holding out {n_test}; "
             "give a longer series or a smaller --test-fraction."

@@ -81,13 +81,18 @@ def check_number(
     raise S2KANDynError(f"{option} {text} is invalid; give {expected}{extra}.")
 
 
-def parse_names(option: str, text: str, known: Sequence[str], kind: str) -> list[str]:
-    """Split a comma-separated list such as ``--stages derivative,trajectory``; reject unknown or repeated names."""
+def parse_names(option: str, text: str, kind: str, known: Sequence[str] | None = None) -> list[str]:
+    """Split a comma-separated list such as ``--stages derivative,trajectory``.
+
+    Rejects an empty list, a repeated name and, when ``known`` is given, a
+    name not in it. ``kind`` names one item in messages, e.g. ``"stage"``.
+    """
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
-        raise S2KANDynError(f"{option} {text!r} names no {kind}; give one or more of {', '.join(known)}, comma-separated.")
+        expected = ", ".join(known) if known is not None else f"{kind} names"
+        raise S2KANDynError(f"{option} {text!r} names no {kind}; give one or more of {expected}, comma-separated.")
     for name in names:
-        if name not in known:
+        if known is not None and name not in known:
             error = UnknownNameError(kind, name, list(known))
             error.args = (f"{option} {text}: {error}",)
             raise error
@@ -126,7 +131,11 @@ def check_device(text: str) -> str:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise S2KANDynError(f"--device {text!r} is invalid; give a torch device such as cpu or cuda:0.") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise S2KANDynError(f"--device {text!r} is invalid; give cpu, cuda, cuda:N or mps.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise S2KANDynError(f"--device {text} is not available on this machine; use --device cpu.")
     if device.type == "cuda" and not torch.cuda.is_available():
         reason = (
             f"this torch ({torch.__version__}) was built without CUDA" if torch.version.cuda is None
