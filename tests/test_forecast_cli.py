@@ -113,6 +113,25 @@ def test_forecast_bad_arguments(tmp_path, model_file, capsys, argv, message):
     assert not out.exists()
 
 
+def test_forecast_states_not_alphabetical(tmp_path, capsys):
+    """A pendulum model (states theta, omega) loads and rolls out in its own state order."""
+    theta, omega = sp.symbols("theta omega")
+    model = SymbolicODE(progress=False)
+    model.state_names_ = ("theta", "omega")
+    model.equations_ = {"theta": omega, "omega": -sp.sin(theta)}
+    model.dense_terms_ = []
+    model.network_ = None
+    model.report_ = {}
+    model.save(tmp_path / "pendulum.s2kan")
+    out = tmp_path / "f.csv"
+    code, err = _run(capsys, tmp_path / "pendulum.s2kan", "--x0", "0.5,0", "--t-end", "1", "--dt", "0.01", "--out", out)
+    assert code == 0, err
+    [trajectory] = load_trajectories(out)
+    assert trajectory.state_names == ("theta", "omega")
+    assert trajectory.x[0].tolist() == [0.5, 0.0]
+    assert trajectory.x[1, 1] < 0
+
+
 def test_forecast_missing_model(tmp_path, capsys):
     code, err = _run(capsys, tmp_path / "absent.s2kan", "--x0", "1", "--t-end", "1", "--out", tmp_path / "f.csv")
     assert code == 2

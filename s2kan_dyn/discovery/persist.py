@@ -156,8 +156,10 @@ def load_symbolic_ode(path: str | os.PathLike, cls, device: str | torch.device |
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ModelFileError(f"{where}: state names {names!r} are invalid; the file is damaged.")
     equations = equations_from_json(manifest.get("equations"))
-    if list(equations) != names:
+    if sorted(equations) != sorted(names):
         raise ModelFileError(f"{where}: equations are given for {list(equations)}, but the states are {names}.")
+    # The manifest is written with sorted keys, so the equations come back in name order, not state order.
+    equations = {name: equations[name] for name in names}
     strangers = sorted({s.name for e in equations.values() for s in e.free_symbols} - set(names))
     if strangers:
         raise ModelFileError(f"{where}: equations use symbols {strangers} that are not states {names}.")
