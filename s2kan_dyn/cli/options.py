@@ -136,6 +136,7 @@ def check_device(text: str) -> str:
         raise S2KANDynError(f"--device {text!r} is invalid; give cpu, cuda, cuda:N or mps.")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise S2KANDynError(f"--device {text} is not available on this machine; use --device cpu.")
+    # NOTE: only the CPU-only branches were run; the CUDA ones are untested on a machine with a GPU.
     if device.type == "cuda" and not torch.cuda.is_available():
         reason = (
             f"this torch ({torch.__version__}) was built without CUDA" if torch.version.cuda is None
