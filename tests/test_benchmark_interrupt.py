@@ -40,21 +40,31 @@ def _launch(tmp_path, args):
     return process, log_path
 
 
-def _wait_busy(process, log_path, out):
-    """Wait until one run is saved and a third has started; return every descendant of ``process``."""
+def _wait_busy(process, log_path, out, started):
+    """Wait until one run is saved and ``started`` runs have logged their start; return ``process``'s descendants."""
     psutil = pytest.importorskip("psutil")
     deadline = time.monotonic() + SETUP_SECONDS
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the sweep exited early:\n{log_path.read_text()}"
-        if log_path.read_text().count(STARTED) >= 3 and (out / "results.csv").exists():
+        if log_path.read_text().count(STARTED) >= started and (out / "results.csv").exists():
             return psutil.Process(process.pid).children(recursive=True)
         time.sleep(0.2)
     process.kill()
-    pytest.fail(f"the sweep did not start its third run within {SETUP_SECONDS} s:\n{log_path.read_text()}")
+    pytest.fail(f"the sweep did not reach its third run within {SETUP_SECONDS} s:\n{log_path.read_text()}")
 
 
-def _workers(processes):
-    return [p for p in processes if "--multiprocessing-fork" in p.cmdline()]
+def _workers(processes, executor):
+    """Return the benchmark workers among ``processes``: spawned processes, or Ray actors of the worker class."""
+    psutil = pytest.importorskip("psutil")
+    marker = "--multiprocessing-fork" if executor == "local" else "ray::_RayWorker"
+    found = []
+    for process in processes:
+        try:
+            if marker in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def _survivors(processes):
@@ -69,13 +79,14 @@ def _rows(out):
         return reader.fieldnames, list(reader)
 
 
-def _interrupt(tmp_path, send):
+def _interrupt(tmp_path, send, executor="local"):
     """Run SWEEP until its workers are busy and call ``send(pid)``; return the exit code, descendants and paths."""
     out = tmp_path / "bench"
-    process, log_path = _launch(tmp_path, [*SWEEP, "--out", str(out)])
+    process, log_path = _launch(tmp_path, [*SWEEP, "--executor", executor, "--out", str(out)])
     try:
-        descendants = _wait_busy(process, log_path, out)
-        assert len(_workers(descendants)) == 2
+        # Ray actors' log lines do not reach the driver, so there the saved row is the only sign.
+        descendants = _wait_busy(process, log_path, out, started=3 if executor == "local" else 0)
+        assert len(_workers(descendants, executor)) == 2
         send(process.pid)
         code = process.wait(EXIT_SECONDS)
     finally:
@@ -126,6 +137,16 @@ def test_sigkill_workers_exit_alone(tmp_path):
     _, stderr = _check_stopped(descendants, out, log_path)
     assert code == -signal.SIGKILL
     assert stderr.count("parent process") == 2
+
+
+@pytest.mark.slow
+def test_ray_sigterm_stops_actors(tmp_path):
+    pytest.importorskip("ray")
+    send = lambda pid: os.kill(pid, signal.SIGTERM)  # noqa: E731
+    code, descendants, out, log_path = _interrupt(tmp_path, send, executor="ray")
+    rows, stderr = _check_stopped(descendants, out, log_path)
+    assert code == 143
+    assert f"interrupted with {len(rows)} of 4 runs" in stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow

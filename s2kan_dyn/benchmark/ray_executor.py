@@ -7,8 +7,11 @@ The rows and time limits are those of the local process pool in
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from typing import Callable, Iterable
@@ -55,6 +58,24 @@ def _check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _caller_sigterm_kept():
+    """Put back, after the block, a SIGTERM handler that the caller set in Python before ``ray.init`` replaced it.
+
+    ``ray.init`` (Ray 2.60) sets its own SIGTERM handler in the driver, which
+    calls ``sys.exit``, so a caller's handler (the benchmark command turns
+    SIGTERM into KeyboardInterrupt to report its saved runs) would be lost.
+    Ray's handler stays when the caller had none, or outside the main thread.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
+
+
 class RayExecutor:
     """Run jobs on ``n_workers`` Ray actors, each job limited to its ``timeout`` seconds.
 
@@ -74,6 +95,9 @@ class RayExecutor:
     a ``"crashed"`` row.
     """
 
+    # NOTE: a driver killed by SIGKILL is left to Ray's own cleanup. In one run on
+    # Linux (Ray 2.60, local instance) its actors were gone within 30 s and its
+    # agent processes within about 2 minutes.
     # NOTE: on a multi-node cluster every node needs s2kan-dyn installed and the
     # --odebench-path / --dysts-path files at the same paths; no runtime_env is sent.
 
@@ -100,11 +124,12 @@ class RayExecutor:
             return False
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         try:
-            if self.address:
-                ray.init(address=self.address, **options)
-            else:
-                # "local" starts a new instance even when RAY_ADDRESS or a `ray start` cluster exists.
-                ray.init(address="local", num_cpus=self.n_workers, **options)
+            with _caller_sigterm_kept():
+                if self.address:
+                    ray.init(address=self.address, **options)
+                else:
+                    # "local" starts a new instance even when RAY_ADDRESS or a `ray start` cluster exists.
+                    ray.init(address="local", num_cpus=self.n_workers, **options)
         except ConnectionError as exc:
             raise S2KANDynError(
                 f"could not connect to the Ray cluster at --ray-address {self.address}: {str(exc).rstrip('.')}; "
