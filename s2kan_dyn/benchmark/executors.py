@@ -108,6 +108,12 @@ def prepare_worker(log_level: int) -> None:
     """Set up logging and threads in a worker and import the heavy modules before its first job is timed."""
     logging.basicConfig(level=log_level, format="%(message)s")
     pin_threads()
+    from tqdm import tqdm
+
+    # tqdm's default lock includes a multiprocessing RLock, a named semaphore
+    # that a spawned worker shares with no other process. If the worker is
+    # killed, the resource tracker warns that the semaphore leaked.
+    tqdm.set_lock(threading.RLock())
     from . import evaluate  # noqa: F401
 
     try:
@@ -117,10 +123,10 @@ def prepare_worker(log_level: int) -> None:
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    # SystemExit, unlike the default action of SIGTERM, lets multiprocessing run
-    # its exit finalizers, which unlink the worker's named semaphores (tqdm
-    # creates one). Without them the resource tracker warns about "leaked
-    # semaphore objects" when the sweep ends.
+    # SystemExit, unlike the default action of SIGTERM, runs finally clauses and
+    # multiprocessing's exit finalizers, which unlink any named semaphore that a
+    # library created in the worker. The resource tracker warns at the sweep's
+    # end about each one left behind.
     raise SystemExit(128 + signum)
 
 
