@@ -31,7 +31,7 @@ from ..trajectory import as_trajectories, warn_constant_states
 from .derivative_stage import DICTIONARY_LEVELS, DEFAULT_SCHEDULE, fit_derivative_stage
 from .derivatives import smoothed_derivative
 from .readout import has_dense, least_squares, plain_symbols
-from .selfcheck import agreement_time, network_rollout, short_rollout_error
+from .selfcheck import check_readout, network_rollout, short_rollout_error
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +168,10 @@ class SymbolicODE:
         progress = bool(self.progress) and sys.stderr.isatty()
 
         smoothed = [smoothed_derivative(tr) for tr in trajectories]
-        X = np.concatenate([s.x for s in smoothed])
-        dX = np.concatenate([s.dxdt for s in smoothed])
+        X, dX = _derivative_rows(smoothed)
         noise = np.sqrt(np.mean([s.derivative_noise**2 for s in smoothed], axis=0))
         # Smoothing correlates derivative errors over about a window of samples.
-        effective_samples = sum(s.x.shape[0] / s.correlation_length for s in smoothed)
+        effective_samples = sum(s.x[s.interior()].shape[0] / s.correlation_length for s in smoothed)
         timings["derivatives"] = time.perf_counter() - started
         report = {
             "states": list(names),
@@ -212,7 +211,11 @@ class SymbolicODE:
 
         if self.self_check and self.network_ is not None and not self.dense_terms_:
             check_start = time.perf_counter()
-            report["self_check"] = agreement_time(self.network_, self.equations_, trajectories)
+            refitted = report["stages"].get("trajectory", {}).get("accepted")
+            compared = "trajectory-stage refit" if refitted else "derivative-stage read-out"
+            report["self_check"] = check_readout(
+                self.network_, self.equations_, trajectories, derivatives=(X, dX), compared=compared
+            )
             timings["self_check"] = time.perf_counter() - check_start
         else:
             report["self_check"] = None
@@ -275,8 +278,7 @@ class SymbolicODE:
             log.info("trajectory stage skipped: %s", reason)
             return equations
 
-        X = np.concatenate([s.x for s in smoothed])
-        dX = np.concatenate([s.dxdt for s in smoothed])
+        X, dX = _derivative_rows(smoothed)
         candidates, mask = candidate_library(library, active)
         start = least_squares(candidates, X, dX, mask)
         try:
@@ -387,9 +389,7 @@ class SymbolicODE:
         """
         self._check_fitted()
         trajectories = as_trajectories(x, t, self.state_names_)
-        smoothed = [smoothed_derivative(tr) for tr in trajectories]
-        X = np.concatenate([s.x for s in smoothed])
-        dX = np.concatenate([s.dxdt for s in smoothed])
+        X, dX = _derivative_rows([smoothed_derivative(tr) for tr in trajectories])
         residual = np.sum((dX - self.predict(X)) ** 2, axis=0)
         total = np.sum((dX - dX.mean(axis=0)) ** 2, axis=0)
         total = np.where(total > 0, total, 1.0)
@@ -425,6 +425,13 @@ def _states(x, d: int) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise DataError("states contain NaN or infinite values; remove them first.")
     return x
+
+
+def _derivative_rows(smoothed) -> tuple[np.ndarray, np.ndarray]:
+    """Stack the smoothed states and derivatives of every trajectory, without their one-sided edges."""
+    X = np.concatenate([s.x[s.interior()] for s in smoothed])
+    dX = np.concatenate([s.dxdt[s.interior()] for s in smoothed])
+    return X, dX
 
 
 def _jsonable(value):

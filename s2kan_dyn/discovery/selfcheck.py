@@ -147,11 +147,6 @@ def check_readout(
     return {**agreement, **fields, "compared": compared}
 
 
-# TODO: estimator.py imports the check under this older name; switch it to
-# check_readout (passing derivatives= and compared=) and drop the alias.
-agreement_time = check_readout
-
-
 def field_comparison(
     model: torch.nn.Module, equations: Mapping[str, sp.Expr], names: Sequence[str], X: np.ndarray, dX: np.ndarray
 ) -> dict:

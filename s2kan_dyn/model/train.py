@@ -208,7 +208,7 @@ def fit_gated(
     if cheapest_first:
         for layer, mask in zip(model.layers, user_masks):
             layer.gates.fix(torch.where(torch.isnan(mask), _cheapest_terms(layer), mask))
-        steps = _lbfgs(model, X, Y, coefficients, schedule.warmup, "warmup", progress)
+        steps = _lbfgs(model, X, Y, coefficients, schedule.warmup, "warmup", progress, scaled_mse)
         # NOTE: from a close cheap fit, L-BFGS often cannot move the costly
         # coefficients: 1/x and log|x| near 0 and the log of a small MSE make
         # their gradients 1e6 times larger than the rest, and the line search
@@ -216,7 +216,7 @@ def fit_gated(
         _zero_costlier(model)
     for g, mask in zip(gates, user_masks):
         g.fix(torch.where(torch.isnan(mask), torch.ones_like(mask), mask))
-    steps += _lbfgs(model, X, Y, coefficients, schedule.warmup, "warmup", progress)
+    steps += _lbfgs(model, X, Y, coefficients, schedule.warmup, "warmup", progress, scaled_mse)
     for g, mask in zip(gates, user_masks):
         g.fix(mask)
     record.stages.append(_measure(model, X, Y, "warmup", steps, 0.0, start))
@@ -292,8 +292,9 @@ def _lbfgs(
     max_iter: int,
     stage: str,
     progress: bool,
+    objective=None,
 ) -> int:
-    """Minimise the data bits with L-BFGS for up to ``max_iter`` iterations; return iterations run.
+    """Minimise the data bits (or ``objective(pred, Y)``) with L-BFGS for up to ``max_iter`` iterations; return iterations run.
 
     torch's L-BFGS often stalls on these nonconvex fits: its line search
     finds no step, or its curvature history from an earlier region misleads
@@ -306,7 +307,7 @@ def _lbfgs(
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = data_bits(model(X), Y)
+        loss = (objective or data_bits)(model(X), Y)
         if not torch.isfinite(loss):
             raise FitError(
                 f"{stage} stage: data bits became {loss.item()}; "
@@ -348,6 +349,17 @@ def _lbfgs(
     bar.close()
     logger.debug("%s: L-BFGS ran %d iterations in %d runs", stage, done, runs)
     return done
+
+
+def scaled_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Return the mean over states of each state's MSE divided by its mean square, a scalar.
+
+    Unlike the data bits (a sum of log MSEs), its gradient does not grow
+    without bound as one state fits to round-off, so L-BFGS keeps fitting
+    the other states.
+    """
+    scale = target.detach().pow(2).mean(dim=0).clamp_min(torch.finfo(target.dtype).tiny)
+    return ((pred - target).pow(2).mean(dim=0) / scale).mean()
 
 
 @torch.no_grad()
