@@ -84,15 +84,14 @@ def test_same_seed_same_report():
     from s2kan_dyn.model.train import GateSchedule
 
     data = systems.get("lotka_volterra").simulate(t_end=5, noise=0.01, seed=3)
-    # NOTE: with dictionary (("x",), ("x", "sin")) this short schedule gives an
-    # ill-conditioned read-out whose snapped equations differed between two
-    # calls in one process (snap_constants on identical input); the x-only
-    # dictionary is reproducible.
+    # NOTE: an earlier build gave different snapped equations for this data
+    # with the x, sin level in two calls in one process. It no longer does,
+    # but the cause was not found, so this test keeps the sin level in.
     reports = []
     for _ in range(2):
         with deterministic(threads=1):
             model = SymbolicODE(
-                stages=("derivative",), schedule=GateSchedule(20, 20, 20, 20), dictionary=(("x",),),
+                stages=("derivative",), schedule=GateSchedule(20, 20, 20, 20), dictionary=(("x",), ("x", "sin")),
                 random_state=5, progress=False,
             ).fit(data)
         reports.append((model.report_, {k: str(v) for k, v in model.equations().items()}))
