@@ -153,7 +153,29 @@ def test_forecast_divergence_truncates(tmp_path, capsys, caplog):
     [trajectory] = load_trajectories(out)
     assert trajectory.t[-1] < 1.0
     assert trajectory.t[-1] > 0.9
-    assert "diverged at t=" in err
+    assert "(diverged)" in err
+    assert "stopped before t=" in err
+
+
+def test_long_forecast_not_cut_short(tmp_path, capsys):
+    # A bounded oscillator over 8,000 time units takes about 25,000 solver
+    # steps, more than the 20,000 that a rollout allows by default.
+    x, y = sp.symbols("x y")
+    model = SymbolicODE(progress=False)
+    model.state_names_ = ("x", "y")
+    model.equations_ = {"x": y, "y": -x}
+    model.dense_terms_ = []
+    model.network_ = None
+    model.report_ = {}
+    path = tmp_path / "oscillator.s2kan"
+    model.save(path)
+    out = tmp_path / "f.csv"
+    code, err = _run(capsys, path, "--x0", "1,0", "--t-end", "8000", "--dt", "1", "--out", out)
+    assert code == 0, err
+    [trajectory] = load_trajectories(out)
+    assert trajectory.t[-1] == 8000
+    assert "stopped" not in err
+    assert np.allclose(trajectory.x[:, 0], np.cos(trajectory.t), atol=1e-5)
 
 
 def test_simulate_blowup_returns_divergence():

@@ -70,10 +70,10 @@ def run(args) -> int:
     finite = np.all(np.isfinite(states), axis=1)
     reached = int(np.argmin(finite)) if not finite.all() else t.size
     if reached < t.size:
-        log.warning("rollout diverged at t=%g; writing the %d samples before it", t[reached], reached)
+        log.warning("rollout stopped before t=%g (reason above); writing the %d samples before it", t[reached], reached)
     if reached < MIN_WRITTEN:
         raise FitError(
-            f"the rollout diverged at t={t[reached]:g}, after {reached} samples, fewer than the {MIN_WRITTEN} "
+            f"the rollout stopped before t={t[reached]:g}, after {reached} samples, fewer than the {MIN_WRITTEN} "
             "a trajectory file needs; nothing was written. Try a smaller --dt or another --x0."
         )
     trajectory = Trajectory(t[:reached], states[:reached], names, source=str(args.model))

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import DataError, FitError, S2KANDynError
 from ..readout.terms import TermLibrary, polynomial_terms
-from ..rollout import equations_to_numpy, rollout
+from ..rollout import MAX_STEPS, equations_to_numpy, rollout
 from ..trajectory import as_trajectories, warn_constant_states
 from .derivative_stage import DICTIONARY_LEVELS, DEFAULT_SCHEDULE, fit_derivative_stage
 from .derivatives import smoothed_derivative
@@ -36,6 +36,8 @@ from .selfcheck import check_readout, network_rollout, short_rollout_error
 log = logging.getLogger(__name__)
 
 STAGES = ("derivative", "trajectory")
+# Solver steps allowed per requested output time in simulate (at least MAX_STEPS in all).
+STEPS_PER_SAMPLE = 50
 
 
 class SymbolicODE:
@@ -376,7 +378,9 @@ class SymbolicODE:
             if diverged_at is not None:
                 log.warning("network rollout diverged at t=%g; later rows are NaN", diverged_at)
             return out
-        result = rollout(self._vector_field(), x0, t)
+        # The step limit guards against stiff fields, so it grows with the
+        # requested horizon instead of cutting a long forecast short.
+        result = rollout(self._vector_field(), x0, t, max_steps=max(MAX_STEPS, STEPS_PER_SAMPLE * t.size))
         out[: result.x.shape[0]] = result.x
         if not result.ok:
             log.warning("rollout stopped (%s) at t=%g: %s; later rows are NaN", result.status, result.stopped_at, result.message)
