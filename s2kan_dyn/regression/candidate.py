@@ -99,6 +99,9 @@ def evaluate(candidate: Candidate, symbols: Sequence[sp.Symbol], X: np.ndarray) 
     if candidate.predict_fn is not None:
         return np.asarray(candidate.predict_fn(X), dtype=float)
     arguments = [*symbols, *candidate.dense]
+    # NOTE: the formula is evaluated as written, without the clamps that keep
+    # the network's 1/x and log|x| finite, so a read-out that kept a tiny
+    # 1e-8/x term predicts NaN or inf at exactly x = 0 (seen on Bessel J0).
     fn = sp.lambdify(arguments, candidate.expr, modules="numpy")
     columns = augmented_inputs(candidate, X)
     with np.errstate(all="ignore"):
