@@ -8,6 +8,7 @@ from s2kan_dyn.benchmark import SuiteOptions, build_case, evaluate, run_benchmar
 from s2kan_dyn.benchmark.odebench import get as odebench_get
 from s2kan_dyn.benchmark.odebench import held_out_initial_condition
 from s2kan_dyn.benchmark.results import COLUMNS, read_results, write_results
+from s2kan_dyn.benchmark.runner import BenchmarkInterrupted
 from s2kan_dyn.benchmark.summary import summary_markdown
 from s2kan_dyn.errors import OutputExistsError, S2KANDynError, UnknownNameError
 
@@ -194,3 +195,15 @@ def test_odebench_invalid_entry(tmp_path):
     path.write_text('{"systems": [{"id": 1}]}')
     with pytest.raises(S2KANDynError, match="invalid"):
         system_names("odebench", SuiteOptions(odebench_path=str(path)))
+
+
+def test_interrupted_before_any_row(tmp_path):
+    path = tmp_path / "results.csv"
+    message = str(BenchmarkInterrupted(0, 2, path))
+    assert "nothing was written" in message
+    assert "saved in" not in message
+
+
+def test_interrupted_after_rows(tmp_path):
+    message = str(BenchmarkInterrupted(1, 2, tmp_path / "results.csv"))
+    assert "1 of 2 runs done and saved in" in message

@@ -39,10 +39,12 @@ class BenchmarkInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, done: int, total: int, results_path: Path):
-        super().__init__(
-            f"interrupted with {done} of {total} runs done and saved in {results_path}; "
-            "rerun the same command to resume."
-        )
+        if done:
+            message = (f"interrupted with {done} of {total} runs done and saved in {results_path}; "
+                       "rerun the same command to resume.")
+        else:
+            message = f"interrupted before any of the {total} runs finished; nothing was written to {results_path}."
+        super().__init__(message)
         self.done = done
         self.total = total
         self.results_path = results_path
