@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, S2KANDynError
 from .trajectory import Trajectory, _check_same_states
 
 TRAJECTORY_COLUMN = "trajectory"
@@ -34,9 +34,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     A failure inside the block removes the temporary file, so no partial file
     is ever left under the requested name.
+
+    Raises:
+        S2KANDynError: the folder of ``path`` does not exist. It is not
+            created, because a missing folder is most often a typo.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise S2KANDynError(
+            f"cannot write {path}: folder {path.parent} does not exist; create it first or give a path in an existing folder."
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)

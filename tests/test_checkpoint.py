@@ -195,3 +195,47 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     assert code == 2
     assert "no checkpoint" in err
     assert not (out / "report.json").exists()
+
+
+def test_resume_without_checkpoint_creates_nothing(tmp_path, capsys):
+    from s2kan_dyn.cli import main
+
+    out = tmp_path / "out"
+    code = main([*DISCOVER, "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no checkpoint" in err
+    assert "without --resume" in err
+    assert not out.exists()
+
+
+def test_resume_other_seed_names_option(tmp_path, capsys):
+    from s2kan_dyn.cli import main
+    from s2kan_dyn.discovery import SymbolicODE
+    from s2kan_dyn.discovery.checkpoint import DISPLAY_SETTINGS
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # The settings discover uses with --seed 2, while DISCOVER passes --seed 1.
+    params = SymbolicODE(stages=("derivative", "trajectory"), device="cpu", random_state=2).get_params()
+    settings = settings_to_json({k: v for k, v in params.items() if k not in DISPLAY_SETTINGS})
+    write_checkpoint(out / CHECKPOINT_NAME, settings, "0" * 64, None)
+    code = main([*DISCOVER, "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "(changed: --seed)" in err
+    assert "random_state" not in err
+    assert "resume=False" not in err
+
+
+def test_rerun_over_checkpoint_mentions_resume(tmp_path, capsys):
+    from s2kan_dyn.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write_checkpoint(out / CHECKPOINT_NAME, SETTINGS, "0" * 64, None)
+    code = main([*DISCOVER, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pass --resume" in err
+    assert (out / CHECKPOINT_NAME).is_file()

@@ -319,3 +319,30 @@ def test_far_units_give_scaled_equations():
         assert set(found) == set(terms), (name, found)
         for term, value in terms.items():
             assert found[term] == pytest.approx(value, rel=1e-4), (name, term)
+
+
+# Output paths under a folder that does not exist; {missing} is that folder, {model} a saved two-state model.
+MISSING_FOLDER_CASES = [
+    ["simulate", "lorenz", "--t-end", "1", "--out", "{missing}/s.csv"],
+    ["forecast", "{model}", "--x0", "1,2", "--t-end", "1", "--out", "{missing}/f.csv"],
+    ["discover", "lotka_volterra", "--t-end", "2", "--out", "{tmp}/run", "--report", "{missing}/r.json"],
+    ["discover", "lotka_volterra", "--t-end", "2", "--out", "{missing}/run"],
+    ["compare", "lotka_volterra", "--out", "{tmp}/run", "--report", "{missing}/r.json"],
+    ["compare", "lotka_volterra", "--out", "{missing}/run"],
+    ["benchmark", "--suite", "core", "--systems", "lorenz", "--out", "{missing}/run"],
+]
+
+
+@pytest.mark.parametrize("argv", MISSING_FOLDER_CASES, ids=[" ".join(c[:1] + c[-2:-1]) for c in MISSING_FOLDER_CASES])
+def test_output_in_missing_folder(tmp_path, capsys, model_path, argv):
+    missing = tmp_path / "no" / "such"
+    argv = [a.replace("{missing}", str(missing)).replace("{tmp}", str(tmp_path)).replace("{model}", str(model_path))
+            for a in argv]
+    code, err = _cli(capsys, argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"folder {missing} does not exist" in err
+    assert "create it" in err
+    assert not (tmp_path / "no").exists()
+    assert not (tmp_path / "run").exists()
+

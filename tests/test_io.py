@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from s2kan_dyn import datasets
-from s2kan_dyn.errors import DataError, UnknownNameError
+from s2kan_dyn.errors import DataError, S2KANDynError, UnknownNameError
 from s2kan_dyn.io import atomic_path, load_trajectories, save_trajectories
 from s2kan_dyn.trajectory import Trajectory, as_trajectories
 
@@ -277,3 +277,10 @@ def test_csv_repeated_column_rejected(tmp_path):
     path.write_text("t,x,x\n" + "".join(f"{k},{k},{k}\n" for k in range(6)))
     with pytest.raises(DataError, match="repeated column"):
         load_trajectories(path)
+
+
+def test_save_into_missing_folder(tmp_path):
+    target = tmp_path / "absent" / "out.csv"
+    with pytest.raises(S2KANDynError, match="does not exist"):
+        save_trajectories(target, _trajectories())
+    assert not target.parent.exists()

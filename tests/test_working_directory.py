@@ -22,6 +22,7 @@ def test_simulate_leaves_cwd_empty(tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     out = tmp_path / "elsewhere" / "lorenz.csv"
+    out.parent.mkdir()
     done = _run_in(cwd, "simulate", "lorenz", "--t-end", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert out.is_file()
@@ -34,6 +35,7 @@ def test_discover_leaves_cwd_empty(tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     out = tmp_path / "elsewhere" / "run"
+    out.parent.mkdir()
     done = _run_in(cwd, "-q", "discover", "lotka_volterra", "--t-end", "5", "--stages", "derivative", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert _listing(cwd) == []

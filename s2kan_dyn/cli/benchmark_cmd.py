@@ -9,6 +9,7 @@ import sys
 import threading
 
 from ..errors import S2KANDynError
+from .options import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def run(args) -> int:
 
     if args.seeds < 1:
         raise S2KANDynError(f"--seeds {args.seeds} is invalid; give at least 1.")
+    check_output_folder("--out", args.out)
     received = []
     try:
         with _sigterm_as_interrupt(received):

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import OutputExistsError, S2KANDynError, UnknownNameError
-from .options import as_options, check_number, parse_names, reject_unused
+from .options import as_options, check_number, check_output_file, check_output_folder, parse_names, reject_unused
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,15 @@ def load_case(args):
 
 
 def prepare_output(args) -> Path:
-    """Create ``--out``; reject a non-empty folder or an existing ``--report`` without ``--force``."""
+    """Create ``--out``; reject a non-empty folder or an existing ``--report`` without ``--force``.
+
+    Only the last level of ``--out`` is created, and ``--report`` must name a
+    file in an existing folder.
+    """
     out = Path(args.out)
+    check_output_folder("--out", out)
+    if args.report:
+        check_output_file("--report", args.report)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
     if not args.force:

@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, OutputExistsError, S2KANDynError, UnknownNameError
-from .options import as_options, check_device, check_number, parse_names, reject_unused
+from .options import (
+    as_options, check_device, check_number, check_output_file, check_output_folder, parse_names, reject_unused,
+    rename_arguments,
+)
 from .simulate_cmd import simulate_options
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ def run(args) -> int:
     from .. import plots
     from ..determinism import pin_determinism
     from ..discovery import SymbolicODE
-    from ..discovery.checkpoint import CHECKPOINT_NAME, with_checkpoint
+    from ..discovery.checkpoint import CHECKPOINT_NAME, CheckpointError, with_checkpoint
     from ..discovery.estimator import STAGES
     from ..metrics.equations import equation_metrics
     from ..metrics.forecast import forecast_metrics
@@ -89,6 +92,9 @@ def run(args) -> int:
     fit_start = time.perf_counter()
     try:
         model.fit(data["train"])
+    except CheckpointError as exc:
+        exc.args = (rename_arguments(str(exc), CHECKPOINT_OPTIONS),)
+        raise
     except KeyboardInterrupt:
         log.error("interrupted; the completed stages are saved in %s. Run the same command with --resume to "
                   "continue from there.", out / CHECKPOINT_NAME)
@@ -155,6 +161,8 @@ def run(args) -> int:
     return 0
 
 
+# SymbolicODE arguments set by options, named as options when a checkpoint's settings differ.
+CHECKPOINT_OPTIONS = {"random_state": "--seed", "stages": "--stages", "time_budget": "--time-budget", "device": "--device"}
 # Options that set how a catalog system is simulated.
 CATALOG_OPTIONS = {"noise": "--noise", "t_end": "--t-end", "dt": "--dt", "n_trajectories": "--n-trajectories"}
 
@@ -236,14 +244,33 @@ def split_series(trajectories, test_fraction: float, label: str) -> dict:
 
 
 def prepare_output(args, label: str) -> Path:
-    """Return the output folder, refusing a non-empty one without ``--force``."""
+    """Create and return the output folder, rejecting a non-empty one without ``--force`` or ``--resume``.
+
+    Every check runs before the folder is created, so a rejected run leaves
+    nothing behind. Only the last level of ``--out`` is created, but the
+    default folder is created with its parent.
+    """
+    from ..discovery.checkpoint import CHECKPOINT_NAME
+
     out = Path(args.out) if args.out else Path(DEFAULT_OUT_ROOT) / label
+    if args.out:
+        check_output_folder("--out", out)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
+    checkpoint = out / CHECKPOINT_NAME
+    if args.resume and not checkpoint.is_file():
+        raise S2KANDynError(f"--resume: no checkpoint {checkpoint} to resume from; run the same command without --resume.")
     if out.is_dir() and any(out.iterdir()) and not (args.force or args.resume):
+        if checkpoint.is_file():
+            raise OutputExistsError(
+                f"output folder {out} contains {CHECKPOINT_NAME} from an interrupted fit; pass --resume to continue "
+                "that fit, --force to start again in this folder, or choose another --out."
+            )
         raise OutputExistsError(f"output folder {out} is not empty; pass --force to write into it, or choose another --out.")
-    if args.report and Path(args.report).exists() and not args.force:
-        raise OutputExistsError(f"--report {args.report} exists; pass --force to overwrite it.")
+    if args.report:
+        check_output_file("--report", args.report)
+        if Path(args.report).exists() and not args.force:
+            raise OutputExistsError(f"--report {args.report} exists; pass --force to overwrite it.")
     out.mkdir(parents=True, exist_ok=True)
     # An old report would look like the result of this run if this run failed.
     (out / REPORT_NAME).unlink(missing_ok=True)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import FitError, OutputExistsError, S2KANDynError
-from .options import check_number, check_x0_length, parse_x0
+from .options import check_number, check_output_file, check_x0_length, parse_x0
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def check_output(out: Path, force: bool) -> None:
         raise S2KANDynError(f"--out {out} is a folder; give a file name ending in .csv or .npz.")
     if out.exists() and not force:
         raise OutputExistsError(f"--out {out} exists; pass --force to overwrite it.")
+    check_output_file("--out", out)
 
 
 def time_grid(t0: float, t_end: float, dt: float | None):

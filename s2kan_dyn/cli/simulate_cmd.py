@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import OutputExistsError, S2KANDynError
-from .options import as_options, check_x0_length, parse_x0
+from .options import as_options, check_output_file, check_x0_length, parse_x0
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def run(args) -> int:
         raise S2KANDynError(f"--out {out} is a folder; give a file name ending in .csv or .npz.")
     if out.exists() and not args.force:
         raise OutputExistsError(f"--out {out} exists; pass --force to overwrite it.")
+    check_output_file("--out", out)
 
     params = parse_params(args.param)
     check_param_names(args.name, params)

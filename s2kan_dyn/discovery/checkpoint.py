@@ -105,19 +105,19 @@ def read_checkpoint(path: Path, settings: dict, digest: str, device=None) -> dic
         ModelFileError: the file is damaged or not a checkpoint.
     """
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint {path} to resume from; run without --resume (or resume=False).")
+        raise CheckpointError(f"no checkpoint {path} to resume from; start the fit again without resuming.")
     manifest, tensors = load_model_file(path, CHECKPOINT_CLASS)
     saved = manifest.get("settings")
     if saved != settings:
         changed = sorted(k for k in set(saved or {}) | set(settings) if (saved or {}).get(k) != settings.get(k))
         raise CheckpointError(
             f"checkpoint {path} was written with other settings (changed: {', '.join(changed)}); "
-            "resume with the settings of the interrupted run, or start again without --resume."
+            "resume with the settings of the interrupted run, or start the fit again without resuming."
         )
     if manifest.get("data_sha256") != digest:
         raise CheckpointError(
             f"checkpoint {path} was written for other training data; resume with the data (system, seed, "
-            "noise, --data file) of the interrupted run, or start again without --resume."
+            "noise or data file) of the interrupted run, or start the fit again without resuming."
         )
     entry = manifest.get("derivative")
     if entry is None:
