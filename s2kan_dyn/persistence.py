@@ -19,13 +19,14 @@ every tensor shape must match the model's settings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -44,6 +45,12 @@ TENSORS = "tensors.safetensors"
 # A model of this project is a few MB at most; refuse members far larger
 # so that a crafted archive cannot exhaust memory.
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
+# How to load each model class this package writes, for the message about a file of another class.
+LOADERS = {
+    "SymbolicODE": "SymbolicODE.load() or s2kan-dyn forecast",
+    "S2KANRegressor": "S2KANRegressor.load()",
+    "SymbolicODECheckpoint": "s2kan-dyn discover --resume with the arguments of the interrupted run",
+}
 
 
 def library_versions() -> dict[str, str]:
@@ -157,6 +164,22 @@ def load_model_file(path: str | os.PathLike, model_class: str) -> tuple[dict[str
     return manifest, tensors
 
 
+@contextlib.contextmanager
+def naming_file(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix the message of a :class:`ModelFileError` raised inside the block with ``path``.
+
+    Readers of equation trees and settings do not know the file they read;
+    a message that already starts with the path is left as it is.
+    """
+    try:
+        yield
+    except ModelFileError as exc:
+        where = str(path)
+        if not str(exc).startswith(where):
+            exc.args = (f"{where}: {exc}",)
+        raise
+
+
 def _parse_manifest(path: Path, raw: bytes, model_class: str) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"))
@@ -172,10 +195,13 @@ def _parse_manifest(path: Path, raw: bytes, model_class: str) -> dict[str, Any]:
             f"{path}: model file format version {version!r}, but this s2kan-dyn reads version "
             f"{FORMAT_VERSION}; refit the model or use the s2kan-dyn release that wrote it."
         )
-    if manifest.get("model_class") != model_class:
+    found = manifest.get("model_class")
+    if found != model_class:
+        if found in LOADERS:
+            raise ModelFileError(f"{path}: contains a {found} model, not a {model_class}; load it with {LOADERS[found]}.")
         raise ModelFileError(
-            f"{path}: holds a {manifest.get('model_class')!r} model, not a {model_class!r}; "
-            f"load it with {manifest.get('model_class')}.load()."
+            f"{path}: model class {str(found)[:60]!r} is not one of s2kan-dyn's ({', '.join(LOADERS)}), so the file "
+            f"is not a model of this package; give a {model_class} file written by s2kan-dyn."
         )
     if not isinstance(manifest.get("tensors"), dict):
         raise ModelFileError(f"{path}: manifest lacks its tensor list.")

@@ -181,3 +181,48 @@ def test_huge_power_rejected_quickly():
     tree = {"type": "Pow", "args": [{"type": "Integer", "value": "10"}, {"type": "Integer", "value": "9999999999"}]}
     with pytest.raises(ModelFileError, match="exponent"):
         from_json(tree)
+
+
+def test_foreign_class_not_echoed(tmp_path):
+    path = tmp_path / "pickle.s2kan"
+    save_model_file(path, "Pickle", {}, {})
+    with pytest.raises(ModelFileError) as info:
+        load_model_file(path, "SymbolicODE")
+    message = str(info.value)
+    assert "Pickle.load()" not in message
+    assert "is not a model of this package" in message
+    assert "give a SymbolicODE file" in message
+
+
+def test_known_class_loader_named(saved):
+    path, _ = saved
+    with pytest.raises(ModelFileError, match=r"contains a SymbolicODE model, not a S2KANRegressor; load it with SymbolicODE\.load\(\)"):
+        load_model_file(path, "S2KANRegressor")
+
+
+def test_bad_equation_tree_names_file(tmp_path):
+    from s2kan_dyn.discovery import SymbolicODE
+    from test_save_load import built_model
+
+    path = tmp_path / "model.s2kan"
+    built_model().save(path)
+    manifest = _rewrite(path)
+    manifest["equations"]["x"] = {"type": "nonsense"}
+    _rewrite(path, manifest=manifest)
+    with pytest.raises(ModelFileError) as info:
+        SymbolicODE.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_bad_settings_name_file(tmp_path):
+    from s2kan_dyn.discovery import SymbolicODE
+    from test_save_load import built_model
+
+    path = tmp_path / "model.s2kan"
+    built_model().save(path)
+    manifest = _rewrite(path)
+    manifest["settings"] = {"no_such_setting": 1}
+    _rewrite(path, manifest=manifest)
+    with pytest.raises(ModelFileError, match="unknown to this estimator") as info:
+        SymbolicODE.load(path)
+    assert str(info.value).startswith(f"{path}: ")

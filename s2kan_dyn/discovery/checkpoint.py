@@ -34,7 +34,7 @@ import torch
 
 from ..errors import ModelFileError, S2KANDynError
 from ..expression_json import equations_from_json, equations_to_json, from_json, to_json
-from ..persistence import load_model_file, save_model_file
+from ..persistence import load_model_file, naming_file, save_model_file
 from ..readout.terms import TermLibrary
 from ..trajectory import Trajectory, as_trajectories
 from .estimator import SymbolicODE
@@ -137,11 +137,13 @@ def read_checkpoint(path: Path, settings: dict, digest: str, device=None) -> dic
     network = None
     if entry.get("network") is not None:
         network = network_from_data(entry["network"], tensors, device, where)
+    with naming_file(path):
+        equations = equations_from_json(entry.get("equations"))
     return {
         "library": library,
         "coefficients": coefficients.numpy().astype(np.float64),
         "active": active.numpy().astype(bool),
-        "equations": equations_from_json(entry.get("equations")),
+        "equations": equations,
         "network": network,
         "report": report,
     }

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import ModelFileError, S2KANDynError
 from ..expression_json import equations_from_json, equations_to_json
-from ..persistence import load_model_file, save_model_file
+from ..persistence import load_model_file, naming_file, save_model_file
 
 MODEL_CLASS = "SymbolicODE"
 NETWORK_PREFIX = "network."
@@ -147,7 +147,8 @@ def load_symbolic_ode(path: str | os.PathLike, cls, device: str | torch.device |
     where = str(path)
     manifest, tensors = load_model_file(path, MODEL_CLASS)
     known = cls().get_params()
-    params = settings_from_json(manifest.get("settings"), known)
+    with naming_file(path):
+        params = settings_from_json(manifest.get("settings"), known)
     if device is not None:
         params["device"] = device
     model = cls(**params)
@@ -155,7 +156,8 @@ def load_symbolic_ode(path: str | os.PathLike, cls, device: str | torch.device |
     names = manifest.get("state_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ModelFileError(f"{where}: state names {names!r} are invalid; the file is damaged.")
-    equations = equations_from_json(manifest.get("equations"))
+    with naming_file(path):
+        equations = equations_from_json(manifest.get("equations"))
     if sorted(equations) != sorted(names):
         raise ModelFileError(f"{where}: equations are given for {list(equations)}, but the states are {names}.")
     # The manifest is written with sorted keys, so the equations come back in name order, not state order.

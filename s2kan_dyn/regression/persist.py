@@ -31,7 +31,7 @@ from ..discovery.persist import network_from_data, network_to_data, settings_fro
 from ..errors import ModelFileError, S2KANDynError
 from ..expression_json import from_json, to_json
 from ..model.spline import BSplineBasis
-from ..persistence import load_model_file, save_model_file
+from ..persistence import load_model_file, naming_file, save_model_file
 from .candidate import Candidate, Edge
 from .features import dense_function
 from .one_layer import SplineColumn
@@ -89,7 +89,8 @@ def load_regressor(path: str | os.PathLike, cls):
     """
     where = str(path)
     manifest, tensors = load_model_file(path, MODEL_CLASS)
-    params = settings_from_json(manifest.get("settings"), cls().get_params())
+    with naming_file(path):
+        params = settings_from_json(manifest.get("settings"), cls().get_params())
     model = cls(**params)
     try:
         fitted = json.loads(manifest["fitted"])
@@ -103,7 +104,8 @@ def load_regressor(path: str | os.PathLike, cls):
         raise ModelFileError(f"{where}: n_features_in_={n_features!r} is invalid; the file is damaged.")
 
     symbols = sp.symbols(f"x0:{n_features}", real=True)
-    expr = from_json(manifest.get("expression"))
+    with naming_file(path):
+        expr = from_json(manifest.get("expression"))
     strangers = sorted({s.name for s in expr.free_symbols} - {s.name for s in symbols})
     if strangers:
         raise ModelFileError(f"{where}: the formula uses symbols {strangers} beyond its {n_features} inputs.")
