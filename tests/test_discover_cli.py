@@ -75,6 +75,7 @@ def test_discover_file_writes_report(lotka_file, out_dir, capsys):
         assert len(line.split(": ")[1].split(", ")) == len(terms)
     printed = capsys.readouterr().out
     assert printed.startswith("x' = ")
+    assert "valid prediction time" in printed.splitlines()[-1]
 
 
 @pytest.mark.slow

@@ -157,7 +157,8 @@ def run(args) -> int:
     write_report(out / REPORT_NAME, report)
     if args.report:
         write_report(args.report, report)
-    summarise(metrics, data, fit_seconds, out)
+    # The summary is part of the result, so it goes to standard output, and -q keeps it.
+    print(summary_line(metrics, data, fit_seconds, out))
     return 0
 
 
@@ -322,8 +323,8 @@ def mean_forecast_metrics(model, tests, scale, lyapunov_time) -> dict:
     return summary
 
 
-def summarise(metrics: dict, data: dict, fit_seconds: float, out: Path) -> None:
-    """Log one line with the main figures and where the files are."""
+def summary_line(metrics: dict, data: dict, fit_seconds: float, out: Path) -> str:
+    """Return one line with the main figures and where the files are."""
     parts = [f"fit {fit_seconds:.1f} s"]
     if "equations" in metrics:
         eq = metrics["equations"]
@@ -337,4 +338,4 @@ def summarise(metrics: dict, data: dict, fit_seconds: float, out: Path) -> None:
     starts = metrics.get("forecast_starts")
     if starts and starts.get("vpt_lyapunov_mean") is not None:
         parts.append(f"mean over {starts['n_starts']} attractor starts {starts['vpt_lyapunov_mean']:.2f} Lyapunov times")
-    log.info("%s: %s; files in %s", data["label"], ", ".join(parts), out)
+    return f"{data['label']}: {', '.join(parts)}; files in {out}"
