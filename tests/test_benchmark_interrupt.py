@@ -31,13 +31,21 @@ SETUP_SECONDS = 300
 EXIT_SECONDS = 60
 
 
+def _default_sigint():
+    # A test run started as a background job (CI, nohup) hands its children an
+    # ignored SIGINT, and Python then installs no KeyboardInterrupt handler, so
+    # the Ctrl-C this test sends would be ignored. A terminal would not ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch(tmp_path, args):
     """Start ``python -m s2kan_dyn ARGS`` in its own session; return the process and its stderr file."""
     log_path = tmp_path / "stderr.txt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with open(log_path, "w") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "s2kan_dyn", *args], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=log_file, env=env, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=log_file, env=env, start_new_session=True,
+                                   preexec_fn=_default_sigint)
     return process, log_path
 
 
