@@ -7,13 +7,15 @@ trajectories of unequal length are passed around as a plain list.
 
 from __future__ import annotations
 
-import warnings
+import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 # A fit needs enough samples to estimate derivatives and leave a test part.
 MIN_SAMPLES = 5
@@ -128,9 +130,10 @@ def warn_constant_states(trajs: Sequence[Trajectory]) -> list[str]:
     x = np.concatenate([tr.x for tr in trajs])
     constant = [n for n, s in zip(trajs[0].state_names, np.ptp(x, axis=0)) if s == 0.0]
     if constant:
-        warnings.warn(
-            f"state(s) {constant} are constant over the data; their equations will be 0.",
-            stacklevel=2,
+        log.warning(
+            "state(s) %s are constant over the data, so their equations cannot be identified: "
+            "they come out as 0 or as terms with tiny coefficients",
+            constant,
         )
     return constant
 
