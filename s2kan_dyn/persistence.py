@@ -168,8 +168,9 @@ def load_model_file(path: str | os.PathLike, model_class: str) -> tuple[dict[str
 def naming_file(path: str | os.PathLike) -> Iterator[None]:
     """Prefix the message of a :class:`ModelFileError` raised inside the block with ``path``.
 
-    Readers of equation trees and settings do not know the file they read;
-    a message that already starts with the path is left as it is.
+    Readers of equation trees and settings do not know the file they read,
+    so their messages lack it. A message that already starts with the path
+    is left as it is.
     """
     try:
         yield

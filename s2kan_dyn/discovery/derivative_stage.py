@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..model.network import S2KAN
+from ..model.primitives import is_power
 from ..model.rollback import restore, snapshot
 from ..model.train import FitRecord, GateSchedule, fit_gated
 from .readout import Readout, read_out
@@ -109,10 +110,6 @@ class DerivativeStageResult:
     levels: list[LevelFit] = field(default_factory=list)
     reason: str = ""
     seconds: float = 0.0
-
-
-def _is_power(name: str) -> bool:
-    return name == "x" or name.startswith("x^")
 
 
 def description_bits(
@@ -240,6 +237,11 @@ def fit_derivative_stage(
     fits: list[LevelFit] = []
     reason = ""
 
+    def supported(readout: Readout) -> bool:
+        # A read-out with at least half as many terms per equation as samples
+        # fits anything, so it never counts as reaching the noise floor.
+        return int(readout.active.sum(axis=0).max(initial=0)) < X.shape[0] / 2
+
     def fit_level(primitives: tuple[str, ...], spline: bool, level_seed: int) -> LevelFit:
         level_start = time.perf_counter()
         model = S2KAN([d, [d, n_products], d], primitives=primitives, spline=spline, device=device, seed=level_seed)
@@ -250,10 +252,7 @@ def fit_derivative_stage(
             snap=snap, floor=floor, effective_samples=effective_samples,
         )
         relative_rmse, bits = description_bits(readout, X, dX, floor, effective_samples)
-        # A read-out with at least half as many terms per equation as samples
-        # fits anything; it never counts as reaching the noise floor.
-        few_terms = int(readout.active.sum(axis=0).max(initial=0)) < X.shape[0] / 2
-        at_floor = noise_known and few_terms and bool(np.all(relative_rmse <= limit))
+        at_floor = noise_known and supported(readout) and bool(np.all(relative_rmse <= limit))
         fit = LevelFit(primitives, spline, model, record, readout, relative_rmse, bits, at_floor, time.perf_counter() - level_start)
         log.info(
             "derivative matching, dictionary %s%s: %d open gates, %d terms, relative RMSE %s, %.0f bits, %.1f s",
@@ -264,20 +263,19 @@ def fit_derivative_stage(
 
     for index, (primitives, spline) in enumerate(attempts):
         fit = fit_level(primitives, spline, seed + index)
-        multimodal = not spline and not all(_is_power(p) for p in primitives)
+        multimodal = not spline and not all(is_power(p) for p in primitives)
         for restart in range(1, RESTARTS + 1 if multimodal else 1):
             # Inner frequencies and scales make these fits multimodal: on the
-            # pendulum, the sin level from 2 of 5 seeds missed sin(theta), and
+            # pendulum, the sin level from 2 of 5 random starts missed sin(theta), and
             # a miss can still reach the noise floor with many terms.
             again = fit_level(primitives, spline, seed + index + restart * RESTART_SEED_OFFSET)
             fit = min((fit, again), key=lambda f: f.description_bits)
         fits.append(fit)
-        few_terms = int(fit.readout.active.sum(axis=0).max(initial=0)) < X.shape[0] / 2
         at_floor, bits = fit.at_noise_floor, fit.description_bits
         if at_floor:
             reason = f"dictionary {'+'.join(primitives)}{'+spline' if spline else ''} fits down to the noise floor"
             break
-        if not few_terms:
+        if not supported(fit.readout):
             # Later levels are at least as expressive, so they would overfit too.
             log.info("derivative matching: %d samples cannot support more terms; no costlier dictionary is tried", X.shape[0])
             break

@@ -213,8 +213,8 @@ class SymbolicODE:
 
         if self.self_check and self.network_ is not None and not self.dense_terms_:
             check_start = time.perf_counter()
-            refitted = report["stages"].get("trajectory", {}).get("accepted")
-            compared = "trajectory-stage refit" if refitted else "derivative-stage read-out"
+            accepted = report["stages"].get("trajectory", {}).get("accepted")
+            compared = "trajectory-stage refit" if accepted else "derivative-stage read-out"
             report["self_check"] = check_readout(
                 self.network_, self.equations_, trajectories, derivatives=(X, dX), compared=compared
             )

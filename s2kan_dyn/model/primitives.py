@@ -108,6 +108,11 @@ def register_primitive(primitive: Primitive, *, replace: bool = False) -> Primit
     return primitive
 
 
+def is_power(name: str) -> bool:
+    """Return whether the primitive ``name`` is ``x`` or a power ``x^k``."""
+    return name == "x" or name.startswith("x^")
+
+
 def get_primitive(name: str) -> Primitive:
     """Return the registered primitive called ``name``.
 

@@ -48,7 +48,7 @@ def save_regressor(model, path: str | os.PathLike) -> Path:
 
     Raises:
         NotFittedError: the regressor is not fitted.
-        ModelFileError: the formula holds a function this format does not store.
+        ModelFileError: the formula contains a function this format does not store.
     """
     model._check_fitted()
     candidate = model.candidate_

@@ -33,7 +33,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from ..model.primitives import get_primitive
+from ..model.primitives import get_primitive, is_power
 from .candidate import Candidate, Edge, edges_from_expression, finalize
 from .features import Factor
 
@@ -80,17 +80,13 @@ def enumerate_patterns(primitives: Sequence[str], n_features: int, n_samples: in
     Powers are left out of layer 2: a power of a polynomial hidden node is a
     polynomial, which the one-layer search with products already covers.
     """
-    names = [p for p in primitives if not _is_power(p)]
+    names = [p for p in primitives if not is_power(p)]
     patterns = [Pattern("sum", (g,)) for g in names]
     for g1, g2 in itertools.combinations_with_replacement(names, 2):
         patterns += [Pattern("sum", (g1, g2)), Pattern("product", (g1, g2))]
     patterns += [Pattern("inner", (g,)) for g in names]
     per_node = 0.5 * math.log2(n_samples) * (n_features + 1)
     return sorted(patterns, key=lambda p: (p.bits + per_node * p.n_hidden, p.kind != "sum"))
-
-
-def _is_power(name: str) -> bool:
-    return name == "x" or name.startswith("x^")
 
 
 def _columns(pattern: Pattern, H: torch.Tensor) -> torch.Tensor:
