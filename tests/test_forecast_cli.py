@@ -178,6 +178,17 @@ def test_long_forecast_not_cut_short(tmp_path, capsys):
     assert np.allclose(trajectory.x[:, 0], np.cos(trajectory.t), atol=1e-5)
 
 
+def test_forecast_too_short_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "blowup.s2kan"
+    blowup_model().save(path)
+    out = tmp_path / "f.csv"
+    code, err = _run(capsys, path, "--x0", "1e200", "--t-end", "2", "--dt", "0.01", "--out", out)
+    assert code == 2
+    assert "nothing was written" in err
+    assert "writing the" not in err
+    assert not out.exists()
+
+
 def test_simulate_blowup_returns_divergence():
     model = blowup_model()
     t = np.linspace(0.0, 2.0, 201)

@@ -69,13 +69,13 @@ def run(args) -> int:
 
     finite = np.all(np.isfinite(states), axis=1)
     reached = int(np.argmin(finite)) if not finite.all() else t.size
-    if reached < t.size:
-        log.warning("rollout stopped before t=%g (reason above); writing the %d samples before it", t[reached], reached)
     if reached < MIN_WRITTEN:
         raise FitError(
             f"the rollout stopped before t={t[reached]:g}, after {reached} samples, fewer than the {MIN_WRITTEN} "
             "a trajectory file needs; nothing was written. Try a smaller --dt or another --x0."
         )
+    if reached < t.size:
+        log.warning("rollout stopped before t=%g (reason above); writing the %d samples before it", t[reached], reached)
     trajectory = Trajectory(t[:reached], states[:reached], names, source=str(args.model))
     save_trajectories(out, [trajectory])
     log.info("forecast: wrote %d samples of %s from t=%g to %g to %s", reached, ", ".join(names), t[0], t[reached - 1], out)
