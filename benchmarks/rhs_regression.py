@@ -1,12 +1,12 @@
 """Static regression of ODEBench right-hand sides with ``S2KANRegressor``.
 
 A check of the regressor's defaults on formulas that were not used to choose
-them (Nguyen F1-F12 were). Every right-hand side ``f_k(x)`` of the ODEBench
-systems with at most ``--max-states`` states becomes one regression problem:
-the inputs are the states, drawn uniformly from the box that the system's two
-ODEBench trajectories span (each side widened by 5 % of its width, or by 0.1
-when a state stays constant), with 256 training and 1,000 test points. No
-noise; the targets are the right-hand side itself.
+them (Nguyen F1-F12 were). Every right-hand side ``f_k(x)`` of an ODEBench
+system with at most ``--max-states`` states becomes one regression problem.
+Its inputs are the states, drawn uniformly from the box that the system's two
+ODEBench trajectories span. Each side of the box is widened by 5 % of its
+width, or by 0.1 when a state stays constant. There are 256 training and
+1,000 test points, without noise.
 
 - **R^2 >= 0.9999**: test R^2 on the 1,000 points.
 - **round-off fit**: the read-out matches the truth on the test points to a
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import math
 import os
 import platform
 import sys
@@ -41,7 +42,7 @@ import sympy as sp  # noqa: E402
 N_TRAIN = 256
 N_TEST = 1000
 ROUND_OFF_RTOL = 1e-8
-# Share of a state's range added on each side of the sampling box.
+# Fraction of a state's range added on each side of the sampling box.
 MARGIN = 0.05
 
 
@@ -66,7 +67,9 @@ def make_data(name: str, k: int, seed: int, path: str | None):
     states = np.concatenate([system.simulate(x0=x0)[0].x for x0 in starts])
     low, high = states.min(axis=0), states.max(axis=0)
     pad = np.where(high > low, MARGIN * (high - low), 0.1)
-    low, high = low - pad, high + pad
+    # A state that stays positive keeps a positive box, where powers such as x**1.2 are real.
+    low = np.where(low > 0, np.maximum(low - pad, low / 2), low - pad)
+    high = high + pad
     rng = np.random.default_rng([seed, int(name.rsplit("_", 1)[1]), k])
     X_train = rng.uniform(low, high, (N_TRAIN, low.size))
     X_test = rng.uniform(low, high, (N_TEST, low.size))
@@ -78,22 +81,28 @@ def run_one(name: str, k: int, seed: int, path: str | None, hidden_primitives: t
     """Fit one right-hand side with the default regressor (or other layer-1 terms); return a row."""
     import torch
 
+    from s2kan_dyn.errors import S2KANDynError
     from s2kan_dyn.regression import S2KANRegressor
 
     torch.set_num_threads(1)
     X_train, y_train, X_test, y_test, truth = make_data(name, k, seed, path)
     settings = {} if hidden_primitives is None else {"hidden_primitives": hidden_primitives}
+    row = {"problem": f"{name}[{k}]", "truth": str(truth)}
     wall = time.monotonic()
     cpu = time.process_time()
-    model = S2KANRegressor(random_state=seed, **settings).fit(X_train, y_train)
+    try:
+        model = S2KANRegressor(random_state=seed, **settings).fit(X_train, y_train)
+    except S2KANDynError as exc:
+        # One failed problem is a row of the table, not the end of the run.
+        return {**row, "r2": math.nan, "round_off": False, "cpu_s": time.process_time() - cpu,
+                "wall_s": time.monotonic() - wall, "structure": "failed", "formula": str(exc)}
     cpu = time.process_time() - cpu
     wall = time.monotonic() - wall
     prediction = model.predict(X_test)
     scale = np.sqrt(np.mean(y_test**2)) or 1.0
     error = np.max(np.abs(prediction - y_test)) / scale
     return {
-        "problem": f"{name}[{k}]",
-        "truth": str(truth),
+        **row,
         "r2": model.score(X_test, y_test),
         "round_off": bool(np.isfinite(error) and error <= ROUND_OFF_RTOL and not model.dense_edges_),
         "cpu_s": cpu,
@@ -108,7 +117,7 @@ def _short(text: str, width: int = 70) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of the rows, then one summary line."""
+    """Format the rows as a Markdown table followed by one summary line."""
     lines = [
         "| problem | truth | test R^2 | round-off fit | cpu s | structure | formula |",
         "| --- | --- | --- | --- | --- | --- | --- |",
