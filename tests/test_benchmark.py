@@ -141,6 +141,13 @@ def test_benchmark_rejects_foreign_folder(tmp_path):
         run_benchmark("core", tmp_path, methods=["sindy"], systems=["hopf"], progress=False)
 
 
+def test_benchmark_missing_parent_folder(tmp_path):
+    out = tmp_path / "typo" / "bench"
+    with pytest.raises(S2KANDynError, match="does not exist"):
+        run_benchmark("core", out, methods=["sindy"], systems=["hopf"], progress=False)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_benchmark_unknown_system(tmp_path):
     with pytest.raises(S2KANDynError, match="lorenzz"):
         run_benchmark("core", tmp_path / "b", methods=["sindy"], systems=["lorenzz"], progress=False)

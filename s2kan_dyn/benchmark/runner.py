@@ -82,15 +82,22 @@ def build_jobs(
 
 
 def prepare_folder(out: Path, force: bool) -> None:
-    """Create ``out``; reject a non-empty folder without results unless ``force``."""
+    """Create ``out`` inside an existing folder; reject a non-empty folder without results unless ``force``.
+
+    Only the last level is created, so a typo in the parent path creates nothing.
+    """
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
+    if not out.exists() and not out.parent.is_dir():
+        raise DataError(
+            f"--out {out}: folder {out.parent} does not exist; create it first or give a folder inside an existing one."
+        )
     if out.is_dir() and any(out.iterdir()) and not (out / RESULTS_NAME).exists() and not force:
         raise OutputExistsError(
             f"output folder {out} is not empty and has no {RESULTS_NAME} to resume; "
             "choose another --out or pass --force to write into it."
         )
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
 
 
 def run_benchmark(
