@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import os
-import platform
 import sys
 import time
 
@@ -41,6 +39,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
+from markdown_out import write_table  # noqa: E402
 
 x, y = sp.symbols("x0 x1", real=True)
 
@@ -160,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     print(text)
     if args.out:
-        header = (
-            f"Command: `python benchmarks/nguyen.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
-            + f"; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-            f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.\n\n"
-        )
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(header + text + "\n")
+        write_table(args.out, "nguyen.py", argv, text)
     return 0
 
 

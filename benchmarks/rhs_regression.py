@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import math
 import os
-import platform
 import sys
 import time
 
@@ -37,7 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import sympy as sp  # noqa: E402
+from markdown_out import write_table  # noqa: E402
 
 N_TRAIN = 256
 N_TEST = 1000
@@ -162,13 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     print(text)
     if args.out:
-        header = (
-            f"Command: `python benchmarks/rhs_regression.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
-            f"; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-            f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.\n\n"
-        )
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(header + text + "\n")
+        write_table(args.out, "rhs_regression.py", argv, text)
     return 0
 
 
