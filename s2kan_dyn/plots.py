@@ -46,6 +46,7 @@ def plot_forecast(
     t_train: np.ndarray | None = None,
     x_train: np.ndarray | None = None,
     title: str = "",
+    valid_until: float | None = None,
 ) -> Path:
     """Plot the forecast against the observed test data, one panel per state.
 
@@ -53,9 +54,14 @@ def plot_forecast(
         t: test times, shape ``(n,)``; observed: shape ``(n, d)``;
         forecast: shape ``(m, d)`` with ``m <= n`` (a rollout that stopped early).
         t_train, x_train: optional training part drawn in grey before the test part.
+        valid_until: time at which the forecast stops being valid (the end of
+            its valid prediction time), drawn as a dashed line.
     """
-    return plot_forecasts(path, t, observed, {"forecast": forecast}, state_names, colors={"forecast": "tab:red"},
-                          t_train=t_train, x_train=x_train, title=title)
+    return plot_forecasts(
+        path, t, observed, {"forecast": forecast}, state_names, colors={"forecast": "tab:red"},
+        t_train=t_train, x_train=x_train, title=title,
+        valid_until=None if valid_until is None else {"forecast": valid_until},
+    )
 
 
 def plot_forecasts(
@@ -68,13 +74,17 @@ def plot_forecasts(
     t_train: np.ndarray | None = None,
     x_train: np.ndarray | None = None,
     title: str = "",
+    valid_until: Mapping[str, float] | None = None,
 ) -> Path:
     """Plot one or more labelled forecasts against the observed test data, one panel per state.
 
     Each forecast has shape ``(m, d)`` with ``m <= n`` and covers ``t[:m]``, so a
-    rollout that stopped early is drawn up to its stop.
+    rollout that stopped early is drawn up to its stop. ``valid_until`` maps a
+    forecast's label to the time at which it stops being valid, drawn as a
+    dashed line in the forecast's colour.
     """
     colors = colors or {}
+    valid_until = {label: time for label, time in (valid_until or {}).items() if time is not None}
     d = len(state_names)
     plt, (fig, axes) = _figure(d, 1, size=(7.0, 1.9 * d + 0.6), sharex=True)
     for j, name in enumerate(state_names):
@@ -84,13 +94,18 @@ def plot_forecasts(
         ax.plot(t, observed[:, j], "k.", ms=3 if len(t) < 200 else 1, label="test data")
         for label, states in forecasts.items():
             m = states.shape[0]
-            ax.plot(t[:m], states[:, j], lw=1.3, color=colors.get(label), label=label)
+            (line,) = ax.plot(t[:m], states[:, j], lw=1.3, color=colors.get(label), label=label)
+            if label in valid_until:
+                ax.axvline(valid_until[label], color=line.get_color(), ls="--", lw=1.0,
+                           label=f"{label} valid until t = {valid_until[label]:.3g}")
         ax.set_ylabel(name)
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("t")
     if title:
         axes[0, 0].set_title(title)
-    return _save(plt, fig, path)
+    # The PNG's Description names each marker, so a reader (or a test) need not read pixels.
+    description = "\n".join(f"{label} valid until t = {time:.6g}" for label, time in valid_until.items())
+    return _save(plt, fig, path, metadata={"Description": description} if description else None)
 
 
 def plot_phase_portrait(

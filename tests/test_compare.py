@@ -19,6 +19,10 @@ def test_compare_sindy_writes_outputs(tmp_path, capsys):
     assert set(report["methods"]) == {"sindy"}
     assert set(report["methods"]["sindy"]["equations"]) == {"x", "y"}
     assert report["methods"]["sindy"]["metrics"]["exact"] is True
+    from PIL import Image
+
+    with Image.open(out / "forecasts.png") as image:
+        assert image.text["Description"].startswith("sindy valid until t = ")
 
 
 def test_compare_series_file(tmp_path, capsys):

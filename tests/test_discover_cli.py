@@ -52,6 +52,16 @@ def test_open_terms_dense_and_zero(tmp_path):
     assert lines[2] == "z': "
 
 
+def test_forecast_plot_marks_valid_time(tmp_path):
+    from s2kan_dyn.plots import plot_forecast
+
+    t = np.linspace(0.0, 4.0, 41)
+    observed = np.column_stack([np.sin(t), np.cos(t)])
+    path = plot_forecast(tmp_path / "forecast.png", t, observed, observed[:30] + 0.01, ["x", "y"], valid_until=2.5)
+    assert path.stat().st_size > 1000
+    assert png_description(path) == "forecast valid until t = 2.5"
+
+
 @pytest.mark.slow
 def test_discover_file_writes_report(lotka_file, out_dir, capsys):
     code = main(["-q", "discover", "--data", str(lotka_file), "--stages", "derivative", "--out", "run"])
@@ -68,6 +78,7 @@ def test_discover_file_writes_report(lotka_file, out_dir, capsys):
     assert {str(s) for s in found.free_symbols} <= {"x", "y"}
     for name in ("forecast.png", "phase_portrait.png", "open_terms.png"):
         assert (out_dir / "run" / name).stat().st_size > 1000
+    assert png_description(out_dir / "run" / "forecast.png").startswith("forecast valid until t = ")
     drawn = png_description(out_dir / "run" / "open_terms.png").splitlines()
     for line, (state, rhs) in zip(drawn, report["equations"].items()):
         terms = sp.expand(sp.sympify(rhs)).as_coefficients_dict()

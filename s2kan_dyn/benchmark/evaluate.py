@@ -59,8 +59,8 @@ def evaluate(case: Case, method: str, time_budget: float | None = None) -> Evalu
     ``precision``, ``recall``, ``f1``, ``exact``, ``coef_error``, ``r2`` and
     ``n_terms_true``. The forecast figures are the means over the held-out
     starts of ``rmse``, ``smape``, ``vpt``, ``vpt_lyapunov`` and
-    ``covered``, plus ``rollout_status`` and ``diverged_at`` of the first
-    start and ``n_test_starts``.
+    ``covered``, plus ``vpt_first_start``, ``rollout_status`` and
+    ``diverged_at`` of the first start and ``n_test_starts``.
     """
     fitted = fit_method(method, case, time_budget)
     metrics = {
@@ -118,6 +118,7 @@ def _forecast_figures(case: Case, fitted: FittedMethod) -> tuple[list, dict]:
     for key in FORECAST_KEYS:
         values = [r[key] for r in rows if r[key] is not None]
         figures[key] = float(np.mean(values)) if values else None
+    figures["vpt_first_start"] = rows[0]["vpt"]
     figures["rollout_status"] = runs[0].status
     figures["diverged_at"] = runs[0].diverged_at
     figures["n_test_starts"] = len(case.tests)

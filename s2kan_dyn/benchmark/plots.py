@@ -24,13 +24,16 @@ def plot_forecasts(
     forecasts: Mapping[str, np.ndarray],
     state_names: Sequence[str],
     title: str = "",
+    valid_until: Mapping[str, float] | None = None,
 ) -> Path:
     """Plot each method's forecast against the held-out data, one panel per state.
 
     ``observed`` has shape ``(n, d)``; each forecast ``(m, d)`` with ``m <= n``
     covers ``t[:m]`` (a rollout that stopped early is drawn up to its stop).
+    ``valid_until`` maps a method to the end of its valid prediction time.
     """
-    return forecast_panels(path, t, observed, forecasts, state_names, colors=COLORS, title=title)
+    return forecast_panels(path, t, observed, forecasts, state_names, colors=COLORS, title=title,
+                           valid_until=valid_until)
 
 
 def plot_success_vs_noise(path: str | os.PathLike, rows: Sequence[dict], title: str = "") -> Path:

@@ -153,6 +153,11 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
+def _valid_until(start: float, vpt: float | None) -> float | None:
+    """Return the time at which a forecast scored from ``start`` stops being valid, or None."""
+    return None if vpt is None else float(start) + vpt
+
+
 def run(args) -> int:
     from ..benchmark import evaluate
     from ..benchmark.executors import pin_threads
@@ -194,6 +199,7 @@ def run(args) -> int:
     plot_forecasts(
         out / PLOT_NAME, test.t, test.x, {m: e.predictions[0] for m, e in evaluations.items()},
         case.state_names, title=f"{case.system}: forecasts from a held-out start",
+        valid_until={m: _valid_until(test.t[first], e.metrics.get("vpt_first_start")) for m, e in evaluations.items()},
     )
     report = {
         "format": FORMAT,

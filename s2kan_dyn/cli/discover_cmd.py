@@ -126,9 +126,12 @@ def run(args) -> int:
     plot_start = time.perf_counter()
     title = data["label"]
     train_last = data["train"][-1]
+    vpt = metrics["forecast"].get("vpt")
+    valid_until = None if vpt is None else float(test.t[data["first_scored"]]) + vpt
     files.append(plots.plot_forecast(out / PLOT_NAMES["forecast"], test.t, test.x, prediction, model.state_names_,
                                      t_train=train_last.t if data["from_file"] else None,
-                                     x_train=train_last.x if data["from_file"] else None, title=title).name)
+                                     x_train=train_last.x if data["from_file"] else None, title=title,
+                                     valid_until=valid_until).name)
     files.append(plots.plot_phase_portrait(out / PLOT_NAMES["phase"], test.x, prediction, model.state_names_, title=title).name)
     train_states = np.concatenate([tr.x for tr in data["train"]])
     files.append(plots.plot_open_terms(out / PLOT_NAMES["terms"], equations, model.state_names_, x=train_states,
