@@ -110,3 +110,13 @@ def test_regressor_predict_checks_columns(quadratic):
     model, _, _ = quadratic
     with pytest.raises(DataError, match="columns"):
         model.predict(np.zeros((3, 3)))
+
+
+def test_evaluate_finite_at_pole():
+    from s2kan_dyn.regression.candidate import Candidate, evaluate
+
+    x0 = sp.Symbol("x0", real=True)
+    candidate = Candidate(1e-8 / x0 + sp.log(sp.Abs(x0)) + 1 / (x0**2 + 1), 0.0, [], "one-layer")
+    values = evaluate(candidate, [x0], np.array([[0.0], [0.5]]))
+    assert np.isfinite(values).all()
+    assert values[1] == pytest.approx(2e-8 + np.log(0.5) + 0.8, rel=1e-14)

@@ -25,6 +25,7 @@ def test_bessel_keeps_dense_edge(bessel):
     assert not model.exact_
     calls = model.sympy().atoms(sp.core.function.AppliedUndef)
     assert [str(c) for c in calls] == ["dense_l0_0_0(x0)"]
+    assert np.isfinite(model.predict(np.array([[0.0], [10.0]]))).all()
 
 
 @pytest.mark.slow

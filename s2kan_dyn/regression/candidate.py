@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
+from ..model.primitives import LOG_EPS, RECIPROCAL_EPS
 from ..readout.snap import SnapResult, snap_constants, snap_number
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,30 @@ class Candidate:
     n_snapped: int = 0
 
 
+# Numpy twins of the primitives' guards (model.primitives), so that a formula
+# predicts what its network does near a pole instead of inf or NaN.
+CLAMPED_NUMPY = {
+    "clamped_reciprocal": lambda x: np.where(
+        np.abs(x) < RECIPROCAL_EPS, x / RECIPROCAL_EPS**2, 1.0 / np.where(np.abs(x) < RECIPROCAL_EPS, 1.0, x)
+    ),
+    "log": lambda x: np.log(np.maximum(np.abs(x), LOG_EPS)),
+}
+_RECIPROCAL = sp.Function("clamped_reciprocal")
+
+
+def with_clamped_poles(expr: sp.Expr) -> sp.Expr:
+    """Return ``expr`` with each negative power ``b**(-k)`` written ``clamped_reciprocal(b)**k``.
+
+    Evaluated with :data:`CLAMPED_NUMPY`, the reciprocal is continued
+    linearly for ``|b| < RECIPROCAL_EPS`` as the ``1/x`` primitive is, and
+    ``log`` gets the guard of ``log|x|``.
+    """
+    return expr.replace(
+        lambda e: e.is_Pow and e.exp.is_number and bool(e.exp < 0),
+        lambda e: _RECIPROCAL(e.base) ** (-e.exp),
+    )
+
+
 def augmented_inputs(candidate: Candidate, X: np.ndarray) -> np.ndarray:
     """Return ``X`` with one extra column per dense symbol of ``candidate``."""
     extra = [fn(X) for fn, _ in candidate.dense.values()]
@@ -99,10 +124,7 @@ def evaluate(candidate: Candidate, symbols: Sequence[sp.Symbol], X: np.ndarray) 
     if candidate.predict_fn is not None:
         return np.asarray(candidate.predict_fn(X), dtype=float)
     arguments = [*symbols, *candidate.dense]
-    # NOTE: the formula is evaluated as written, without the clamps that keep
-    # the network's 1/x and log|x| finite, so a read-out that kept a tiny
-    # 1e-8/x term predicts NaN or inf at exactly x = 0 (seen on Bessel J0).
-    fn = sp.lambdify(arguments, candidate.expr, modules="numpy")
+    fn = sp.lambdify(arguments, with_clamped_poles(candidate.expr), modules=[CLAMPED_NUMPY, "numpy"])
     columns = augmented_inputs(candidate, X)
     with np.errstate(all="ignore"):
         value = fn(*[columns[:, j] for j in range(columns.shape[1])])
