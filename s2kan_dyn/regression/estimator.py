@@ -58,7 +58,9 @@ class S2KANRegressor:
         primitives: dictionary of the symbolic layer, names from the
             primitive registry (default: all, cheapest first).
         hidden_primitives: layer-1 terms of the two-layer search
-            (default ``("x", "x^2", "x^3")``).
+            (default ``("x", "x^2", "x^3", "log")``). ``log|x|`` in layer 1
+            lets layer 2 write powers and products as ``exp`` of a sum
+            (``x^y = exp(y log|x|)``) and ratios through ``tanh`` of a log.
         spline_grid: intervals of the B-spline fallback of each input
             (default 5); None removes the spline.
         search: ``"auto"``, ``"enumerate"`` or ``"relax"``.
@@ -105,7 +107,7 @@ class S2KANRegressor:
     def __init__(
         self,
         primitives: Sequence[str] = DEFAULT_PRIMITIVES,
-        hidden_primitives: Sequence[str] = ("x", "x^2", "x^3"),
+        hidden_primitives: Sequence[str] = ("x", "x^2", "x^3", "log"),
         spline_grid: int | None = 5,
         search: str = "auto",
         tolerance: float = 1e-3,
