@@ -29,6 +29,8 @@ from ..model.primitives import get_primitive
 SPLINE = "spline"
 # Inner scales of the affine primitives start on these multiples of
 # 1 / (decimal magnitude of the input's RMS); Levenberg-Marquardt refines them.
+# TODO: on inputs spanning many periods (RMS about 10), sin(x) is missed because
+# the grid starts at 0.05-0.3 and LM does not climb to 1 over many periods.
 INNER_SCALES = (0.5, 1.0, 2.0, 3.0)
 # Bits of an inner scale taken from the grid above (log2 of its size).
 GRID_BITS = 2.0
