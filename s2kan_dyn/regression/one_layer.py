@@ -10,8 +10,10 @@ terms of that level. Backward elimination then drops one term at a time,
 each time the one whose removal gives the shortest description. Then, in
 the same cost order, it does the same over products of pairs. Where a
 dictionary has more columns than half the samples, orthogonal matching
-pursuit (Pati, Rezaiifar and Krishnaprasad 1993) chooses the starting set. The cheapest levels come first and the search stops at the first
-candidate that fits to round-off after snapping. The spline of each input
+pursuit (Pati, Rezaiifar and Krishnaprasad 1993) chooses the starting set,
+once from scratch and once from the terms the cheaper level kept. The
+cheapest levels come first and the search stops at the first candidate
+that fits to round-off after snapping. The spline of each input
 is the last, most expensive entry, so it opens only when no primitive fits.
 """
 
@@ -113,13 +115,17 @@ def backward_eliminate(design: Design, subset: Sequence[int], y: np.ndarray) -> 
     return best
 
 
-def matching_pursuit(design: Design, y: np.ndarray, max_terms: int) -> list[int]:
-    """Orthogonal matching pursuit over the terms; returns the shortest-description prefix."""
+def matching_pursuit(design: Design, y: np.ndarray, max_terms: int, start: Sequence[int] = ()) -> list[int]:
+    """Orthogonal matching pursuit over the terms; returns the shortest-description prefix.
+
+    ``start`` are terms chosen before the first step, for example those a
+    cheaper level kept; the pursuit adds up to ``max_terms`` more.
+    """
     norms = np.linalg.norm(design.matrix, axis=0)
     norms[norms == 0] = 1.0
     normalized = design.matrix / norms
-    chosen: list[int] = []
-    best, best_dl = [], _dl(design, [], y)
+    chosen: list[int] = list(start)
+    best, best_dl = list(chosen), _dl(design, chosen, y)
     column_term = np.zeros(design.matrix.shape[1], dtype=int) - 1
     for t, g in enumerate(design.groups):
         column_term[g.start + 1 : g.stop + 1] = t
@@ -228,6 +234,7 @@ def search_one_layer(
         return candidate.exact
 
     for products in (False, True):
+        kept: set = set()
         for level in levels:
             if time.process_time() > deadline:
                 log.info("one-layer search stopped at its time limit")
@@ -238,10 +245,19 @@ def search_one_layer(
                 terms += [Term((Factor(SPLINE, i),)) for i in range(X.shape[1])]
             design = Design(terms, X, spline)
             if design.matrix.shape[1] <= max(2, y.size // 2):
-                subset = backward_eliminate(design, list(range(len(terms))), y)
+                subsets = [backward_eliminate(design, list(range(len(terms))), y)]
             else:
-                subset = backward_eliminate(design, matching_pursuit(design, y, max_terms), y)
-            log.debug("one-layer level %s (products=%s): %d of %d terms", level[-1], products, len(subset), len(terms))
-            if consider(design, subset):
-                return found
+                # The pursuit's first pick can be a costly look-alike of a
+                # cheap term (x1 sin(x0/2) for x0 x1), so it also runs from
+                # the terms the cheaper level kept.
+                start = [t for t, term in enumerate(terms) if term.key() in kept]
+                subsets = [backward_eliminate(design, matching_pursuit(design, y, max_terms), y)]
+                if start:
+                    subsets.append(backward_eliminate(design, matching_pursuit(design, y, max_terms, start), y))
+            for subset in subsets:
+                log.debug("one-layer level %s (products=%s): %d of %d terms", level[-1], products, len(subset), len(terms))
+                if consider(design, subset):
+                    return found
+            shortest = min(subsets, key=lambda subset: _dl(design, subset, y))
+            kept = {terms[t].key() for t in shortest}
     return found
