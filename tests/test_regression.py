@@ -120,3 +120,37 @@ def test_evaluate_finite_at_pole():
     values = evaluate(candidate, [x0], np.array([[0.0], [0.5]]))
     assert np.isfinite(values).all()
     assert values[1] == pytest.approx(2e-8 + np.log(0.5) + 0.8, rel=1e-14)
+
+
+def test_evaluate_follows_formula_off_pole():
+    from s2kan_dyn.regression.candidate import Candidate, evaluate
+
+    x0, x1 = sp.symbols("x0 x1", real=True)
+    candidate = Candidate(sp.exp(x1 * sp.log(sp.Abs(x0))) + 1 / (x0 + 1), 0.0, [], "two-layer")
+    values = evaluate(candidate, [x0, x1], np.array([[0.0, 0.5], [1e-8, 0.5], [-0.996, 1.0]]))
+    assert values[0] == 1.0
+    assert values[1] == pytest.approx(1e-4 + 1 / (1 + 1e-8), rel=1e-12)
+    assert values[2] == pytest.approx(0.996 + 250.0, rel=1e-9)
+
+
+def test_removal_ranking_drops_spurious_first():
+    from s2kan_dyn.regression.features import Factor, Term
+    from s2kan_dyn.regression.one_layer import Design, _removal_ranking
+
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1.0, 1.0, (200, 2))
+    y = 3.0 * X[:, 0] - X[:, 1] ** 2
+    terms = [Term((Factor("x", 0),)), Term((Factor("x^2", 1),)), Term((Factor("x^3", 0),)), Term((Factor("x", 1),))]
+    order = _removal_ranking(Design(terms, X, None), [0, 1, 2, 3], y)
+    assert sorted(order[:2]) == [2, 3]
+    assert sorted(order[2:]) == [0, 1]
+
+
+@pytest.mark.slow
+def test_regressor_many_samples_product_with_sine():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1.0, 1.0, (600, 2))
+    model = S2KANRegressor().fit(X, X[:, 1] * np.sin(X[:, 0]) + X[:, 1] ** 2)
+    x0, x1 = model.symbols_
+    assert model.exact_
+    assert sp.simplify(model.sympy() - (x1 * sp.sin(x0) + x1**2)) == 0

@@ -90,7 +90,7 @@ class Candidate:
 
 
 # Numpy twins of the primitives' guards (model.primitives), so that a formula
-# predicts what its network does near a pole instead of inf or NaN.
+# predicts what its network does at a pole instead of inf or NaN.
 CLAMPED_NUMPY = {
     "clamped_reciprocal": lambda x: np.where(
         np.abs(x) < RECIPROCAL_EPS, x / RECIPROCAL_EPS**2, 1.0 / np.where(np.abs(x) < RECIPROCAL_EPS, 1.0, x)
@@ -124,11 +124,20 @@ def evaluate(candidate: Candidate, symbols: Sequence[sp.Symbol], X: np.ndarray) 
     if candidate.predict_fn is not None:
         return np.asarray(candidate.predict_fn(X), dtype=float)
     arguments = [*symbols, *candidate.dense]
-    fn = sp.lambdify(arguments, with_clamped_poles(candidate.expr), modules=[CLAMPED_NUMPY, "numpy"])
     columns = augmented_inputs(candidate, X)
+    plain = sp.lambdify(arguments, candidate.expr, modules="numpy")
     with np.errstate(all="ignore"):
-        value = fn(*[columns[:, j] for j in range(columns.shape[1])])
-    return np.broadcast_to(np.asarray(value, dtype=float), (X.shape[0],)).copy()
+        value = plain(*columns.T)
+    value = np.broadcast_to(np.asarray(value, dtype=float), (X.shape[0],)).copy()
+    # The formula as written wherever it is finite, so predictions match the
+    # printed formula; the primitives' guards only where it is not (a pole).
+    undefined = ~np.isfinite(value)
+    if undefined.any():
+        guarded = sp.lambdify(arguments, with_clamped_poles(candidate.expr), modules=[CLAMPED_NUMPY, "numpy"])
+        with np.errstate(all="ignore"):
+            fallback = guarded(*columns[undefined].T)
+        value[undefined] = np.broadcast_to(np.asarray(fallback, dtype=float), (int(undefined.sum()),))
+    return value
 
 
 def data_bits(mse: float, y: np.ndarray) -> float:
