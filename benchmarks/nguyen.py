@@ -19,7 +19,7 @@ identity on the domain, such as ``log((x+1)(x^2+1))`` for F7, counts).
 Usage:
     python benchmarks/nguyen.py                       # all, seeds 0 1 2, table to stdout
     python benchmarks/nguyen.py --problems F1 F5 --seeds 0
-    python benchmarks/nguyen.py --jobs 3 --out docs/benchmarks/nguyen.md
+    python benchmarks/nguyen.py --jobs 3 --out nguyen-table.md  # a new file: --out overwrites
 
 Each fit runs in its own process with one torch and one BLAS thread;
 ``cpu s`` is that process's CPU time, ``wall s`` its wall time.

@@ -199,10 +199,10 @@ def _parse_manifest(path: Path, raw: bytes, model_class: str) -> dict[str, Any]:
     found = manifest.get("model_class")
     if found != model_class:
         if found in LOADERS:
-            raise ModelFileError(f"{path}: contains a {found} model, not a {model_class}; load it with {LOADERS[found]}.")
+            raise ModelFileError(f"{path}: contains a {found} model, not the {model_class} asked for; load it with {LOADERS[found]}.")
         raise ModelFileError(
             f"{path}: model class {str(found)[:60]!r} is not one of s2kan-dyn's ({', '.join(LOADERS)}), so the file "
-            f"is not a model of this package; give a {model_class} file written by s2kan-dyn."
+            f"is not a model of this package; give a file of class {model_class} written by s2kan-dyn."
         )
     if not isinstance(manifest.get("tensors"), dict):
         raise ModelFileError(f"{path}: manifest lacks its tensor list.")

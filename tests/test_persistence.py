@@ -191,12 +191,12 @@ def test_foreign_class_not_echoed(tmp_path):
     message = str(info.value)
     assert "Pickle.load()" not in message
     assert "is not a model of this package" in message
-    assert "give a SymbolicODE file" in message
+    assert "give a file of class SymbolicODE written by s2kan-dyn" in message
 
 
 def test_known_class_loader_named(saved):
     path, _ = saved
-    with pytest.raises(ModelFileError, match=r"contains a SymbolicODE model, not a S2KANRegressor; load it with SymbolicODE\.load\(\)"):
+    with pytest.raises(ModelFileError, match=r"contains a SymbolicODE model, not the S2KANRegressor asked for; load it with SymbolicODE\.load\(\)"):
         load_model_file(path, "S2KANRegressor")
 
 

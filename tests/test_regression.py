@@ -89,6 +89,7 @@ def test_regressor_init_stores_only():
         (np.zeros((20, 1)), np.full(20, np.inf), "NaN or infinite"),
         (np.zeros((20, 2, 2)), np.zeros(20), "2-D"),
         (np.zeros((20, 1)), np.zeros((20, 2)), "one target"),
+        (np.zeros((20, 0)), np.zeros(20), "no columns"),
     ],
 )
 def test_regressor_rejects_bad_data(X, y, message):
@@ -110,6 +111,32 @@ def test_regressor_predict_checks_columns(quadratic):
     model, _, _ = quadratic
     with pytest.raises(DataError, match="columns"):
         model.predict(np.zeros((3, 3)))
+
+
+def test_regressor_predict_rejects_flat_sample(quadratic):
+    model, _, _ = quadratic
+    with pytest.raises(DataError, match=r"reshape\(1, -1\)"):
+        model.predict(np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hidden_primitives": "log"}, "hidden_primitives='log' is invalid"),
+        ({"primitives": ()}, "primitives=\\(\\) is invalid"),
+        ({"time_limit": "abc"}, "time_limit='abc' is invalid"),
+        ({"max_terms": 0}, "max_terms=0 is invalid"),
+        ({"max_patterns": -1}, "max_patterns=-1 is invalid"),
+        ({"relax_hidden": 0}, "relax_hidden=0 is invalid"),
+        ({"max_enumerate_inputs": -1}, "max_enumerate_inputs=-1 is invalid"),
+        ({"lam": -1.0}, "lam=-1.0 is invalid"),
+        ({"spline_grid": 2.5}, "spline_grid=2.5 is invalid"),
+        ({"random_state": None}, "random_state=None is invalid"),
+    ],
+)
+def test_regressor_rejects_bad_params(params, message):
+    with pytest.raises(S2KANDynError, match=message):
+        S2KANRegressor(**params).fit(np.zeros((20, 1)), np.zeros(20))
 
 
 def test_evaluate_finite_at_pole():

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError, OutputExistsError
+from ..errors import DataError, OutputExistsError, S2KANDynError
 from ..io import atomic_path
 from .cases import SAMPLINGS
 from .executors import make_executor
@@ -89,8 +89,9 @@ def prepare_folder(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
     if not out.exists() and not out.parent.is_dir():
-        raise DataError(
-            f"--out {out}: folder {out.parent} does not exist; create it first or give a folder inside an existing one."
+        raise S2KANDynError(
+            f"output folder {out}: its parent {out.parent} does not exist; create it first or give a folder "
+            "inside an existing one."
         )
     if out.is_dir() and any(out.iterdir()) and not (out / RESULTS_NAME).exists() and not force:
         raise OutputExistsError(

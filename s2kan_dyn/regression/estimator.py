@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from typing import Sequence
 
@@ -157,14 +158,28 @@ class S2KANRegressor:
     def _check_params(self) -> None:
         if self.search not in SEARCHES:
             raise S2KANDynError(f"search={self.search!r} is invalid; use one of {', '.join(SEARCHES)}.")
-        for name in (*self.primitives, *self.hidden_primitives):
-            get_primitive(name)
-        if self.spline_grid is not None and (not isinstance(self.spline_grid, int) or self.spline_grid < 1):
-            raise S2KANDynError(f"spline_grid={self.spline_grid!r} is invalid; use an int >= 1 or None.")
-        if not (self.tolerance >= 0):
+        for option in ("primitives", "hidden_primitives"):
+            names = getattr(self, option)
+            if isinstance(names, str) or not names:
+                raise S2KANDynError(
+                    f"{option}={names!r} is invalid; pass a non-empty sequence of primitive names, e.g. ('x', 'log')."
+                )
+            for name in names:
+                get_primitive(name)
+        if self.spline_grid is not None:
+            _check_int("spline_grid", self.spline_grid, 1, "or None")
+        _check_int("max_terms", self.max_terms, 1)
+        if self.max_patterns is not None:
+            _check_int("max_patterns", self.max_patterns, 1, "or None")
+        _check_int("max_enumerate_inputs", self.max_enumerate_inputs, 0)
+        _check_int("relax_hidden", self.relax_hidden, 1)
+        _check_int("random_state", self.random_state, 0)
+        if not (_is_number(self.tolerance) and self.tolerance >= 0):
             raise S2KANDynError(f"tolerance={self.tolerance!r} is invalid; use a relative RMSE increase >= 0.")
-        if self.time_limit is not None and not (self.time_limit > 0):
+        if self.time_limit is not None and not (_is_number(self.time_limit) and self.time_limit > 0):
             raise S2KANDynError(f"time_limit={self.time_limit!r} is invalid; use seconds > 0 or None.")
+        if not (_is_number(self.lam) and 0 <= self.lam < math.inf):
+            raise S2KANDynError(f"lam={self.lam!r} is invalid; use a finite weight >= 0 (1 is plain MDL).")
 
     def fit(self, X, y) -> "S2KANRegressor":
         """Fit the formula to inputs ``X`` ``(n, d)`` and targets ``y`` ``(n,)``; returns ``self``.
@@ -310,15 +325,33 @@ def _choose(candidates: list[Candidate]) -> Candidate:
     return min(priced, key=lambda c: (not c.exact, c.description_length))
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value, minimum: int, alternative: str = "") -> None:
+    """Raise :class:`S2KANDynError` unless ``value`` is an int of at least ``minimum``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        extra = f" {alternative}" if alternative else ""
+        raise S2KANDynError(f"{name}={value!r} is invalid; use an int >= {minimum}{extra}.")
+
+
 def _check_X(X, n_features: int | None = None) -> np.ndarray:
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise DataError(f"X could not be read as a float array ({error}); pass a 2-D numeric array.") from None
+    if X.ndim == 1 and n_features not in (None, 1):
+        raise DataError(
+            f"X is 1-D with {X.shape[0]} values but the model takes {n_features} features; "
+            "pass a 2-D array (n_samples, n_features), e.g. X.reshape(1, -1) for one sample."
+        )
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
         raise DataError(f"X has shape {X.shape}; pass a 2-D array (n_samples, n_features).")
+    if X.shape[1] == 0:
+        raise DataError("X has no columns; pass at least one input feature.")
     if n_features is not None and X.shape[1] != n_features:
         raise DataError(f"X has {X.shape[1]} columns but the model was fitted on {n_features}; pass the same features.")
     if not np.isfinite(X).all():
@@ -343,5 +376,5 @@ def _check_Xy(X, y, min_samples: int | None = None) -> tuple[np.ndarray, np.ndar
         raise DataError(f"y contains {int(np.sum(~np.isfinite(y)))} NaN or infinite values; remove those samples.")
     needed = max(8, X.shape[1] + 2) if min_samples is None else min_samples
     if X.shape[0] < needed:
-        raise DataError(f"got {X.shape[0]} samples; at least {needed} are needed for {X.shape[1]} inputs.")
+        raise DataError(f"X has {X.shape[0]} rows; at least {needed} samples are needed for {X.shape[1]} inputs.")
     return X, y
