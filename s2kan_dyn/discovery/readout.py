@@ -37,6 +37,7 @@ import scipy.optimize
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
+from ..readout.elimination import EXACT_TRIAL_TERMS, RANKED_TRIALS, removal_increases
 from ..readout.snap import snap_constants, snap_number
 from ..readout.terms import TermLibrary, split_terms, state_symbols
 
@@ -52,6 +53,10 @@ SNAP_TOLERANCE = 1e-3
 # Variable projection over more argument numbers than this is skipped: its
 # finite-difference Jacobian costs one evaluation of every term per number.
 MAX_ARGUMENT_NUMBERS = 16
+# An equation with more numbers than this is not snapped: each snap refits
+# them all, so the cost grows with their cube, and so long an equation is an
+# approximation, not a law with simple constants.
+MAX_SNAP_NUMBERS = 32
 MAX_PRUNE_ROUNDS = 50
 
 
@@ -279,6 +284,8 @@ def eliminate_by_description_length(
     ``effective_samples`` replaces ``n`` where smoothing correlates the
     derivative errors (default ``n``): counting correlated residuals as
     independent lets terms that fit the smoothing's bias pay for themselves.
+    With more than ``EXACT_TRIAL_TERMS`` terms in an equation, only the
+    removals that ``readout.elimination`` ranks first are refitted.
 
     Returns:
         ``(coefficients (T, d), active (T, d))``.
@@ -296,11 +303,21 @@ def eliminate_by_description_length(
         mse = float(np.mean((dX[:, j] - theta @ fitted[:, 0]) ** 2))
         return 0.5 * n * np.log2(mse + floor[j] ** 2) + int(mask.sum()) * per_term
 
+    norms = np.sqrt(np.mean(theta**2, axis=0))
+    norms = np.where(norms > 0, norms, 1.0)
     for j in range(dX.shape[1]):
         current = bits(j, active[:, j])
         while active[:, j].any():
+            candidates = np.flatnonzero(active[:, j])
+            if candidates.size > EXACT_TRIAL_TERMS:
+                # Every removal costs the same bits, so the smallest estimated
+                # residual increases are the shortest descriptions.
+                _, increases = removal_increases(
+                    theta[:, candidates] / norms[candidates], dX[:, j], [slice(c, c + 1) for c in range(candidates.size)]
+                )
+                candidates = candidates[np.argsort(increases, kind="stable")[:RANKED_TRIALS]]
             trials = []
-            for k in np.flatnonzero(active[:, j]):
+            for k in candidates:
                 mask = active[:, j].copy()
                 mask[k] = False
                 trials.append((bits(j, mask), k))
@@ -360,13 +377,19 @@ def snap_coefficients(
     """Snap the numbers of each equation to simple values when the derivative fit holds.
 
     Uses ``snap_constants`` with a relative tolerance of :data:`SNAP_TOLERANCE`
-    on each state's derivative RMSE; an equation with dense terms is left as is.
+    on each state's derivative RMSE. An equation with dense terms, or with
+    more than :data:`MAX_SNAP_NUMBERS` numbers, is left as is.
     """
     symbols = state_symbols(state_names)
     snapped = {}
     for j, name in enumerate(state_names):
         expr = equations[name]
         if expr == 0 or has_dense(expr):
+            snapped[name] = expr
+            continue
+        n_numbers = len(expr.atoms(sp.Float))
+        if n_numbers > MAX_SNAP_NUMBERS:
+            log.info("%s: %d numbers, more than %d; not snapped", name, n_numbers, MAX_SNAP_NUMBERS)
             snapped[name] = expr
             continue
         result = snap_constants(expr, symbols, X, dX[:, j], tolerance=SNAP_TOLERANCE)

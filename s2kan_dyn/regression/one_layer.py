@@ -32,16 +32,11 @@ import torch
 
 from ..model.primitives import get_primitive
 from ..model.spline import BSplineBasis
+from ..readout.elimination import EXACT_TRIAL_TERMS, RANKED_TRIALS, removal_increases
 from .candidate import Candidate, Edge, data_bits, finalize
 from .features import SPLINE, Factor, Term, dense_function, product_terms, term_sympy, univariate_factors
 
 log = logging.getLogger(__name__)
-
-# Backward elimination refits every possible removal while a subset has at
-# most this many terms. Full trials cost O(n k^4) over a pass, so a larger
-# subset refits only the RANKED_TRIALS removals that a partial F-test ranks first.
-EXACT_TRIAL_TERMS = 24
-RANKED_TRIALS = 4
 
 
 class Design:
@@ -106,41 +101,18 @@ def _dl(design: Design, subset: Sequence[int], y: np.ndarray) -> float:
 
 
 def _removal_ranking(design: Design, subset: Sequence[int], y: np.ndarray) -> list[int]:
-    """Order the positions of ``subset`` by the estimated description length without each term.
-
-    Removing a column group ``g`` raises the residual sum of squares by
-    ``beta_g^T (G_gg)^-1 beta_g`` with ``G = (A^T A)^-1`` (the classical
-    partial F-test identity), so one QR factorisation prices every removal.
-    The estimate loses accuracy near round-off, which is why the caller refits
-    the best few exactly.
-    """
+    """Order the positions of ``subset`` by the estimated description length without each term."""
     index = design.columns(subset)
-    A = design.matrix[:, index]
-    norms = np.linalg.norm(A, axis=0)
-    norms[norms == 0] = 1.0
-    Q, R = np.linalg.qr(A / norms)
-    with np.errstate(all="ignore"):
-        R_inv = scipy.linalg.solve_triangular(R, np.eye(R.shape[0]), check_finite=False)
-        beta = R_inv @ (Q.T @ y)
-        gram_inv = R_inv @ R_inv.T
-    rss = float(np.sum((y - (A / norms) @ beta) ** 2)) if np.all(np.isfinite(beta)) else math.inf
+    widths = [design.groups[t].stop - design.groups[t].start for t in subset]
+    starts = np.cumsum([1, *widths[:-1]])
+    blocks = [slice(int(start), int(start) + width) for start, width in zip(starts, widths)]
+    rss, increases = removal_increases(design.matrix[:, index], y, blocks)
     terms = [design.terms[t] for t in subset]
     total_bits = _structure_bits(terms, y.size, len(index))
-    estimates = []
-    start = 1
-    for k, t in enumerate(subset):
-        width = design.groups[t].stop - design.groups[t].start
-        block = slice(start, start + width)
-        start += width
-        try:
-            with np.errstate(all="ignore"):
-                increase = float(beta[block] @ np.linalg.solve(gram_inv[block, block], beta[block]))
-        except np.linalg.LinAlgError:
-            increase = 0.0
-        if not math.isfinite(increase) or increase < 0:
-            increase = 0.0
-        bits = total_bits - terms[k].bits - 0.5 * math.log2(y.size) * width
-        estimates.append((data_bits((rss + increase) / y.size, y) + bits, k))
+    estimates = [
+        (data_bits((rss + increases[k]) / y.size, y) + total_bits - terms[k].bits - 0.5 * math.log2(y.size) * widths[k], k)
+        for k in range(len(subset))
+    ]
     return [k for _, k in sorted(estimates)]
 
 
