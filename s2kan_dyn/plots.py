@@ -95,7 +95,8 @@ def plot_forecasts(
         for label, states in forecasts.items():
             m = states.shape[0]
             (line,) = ax.plot(t[:m], states[:, j], lw=1.3, color=colors.get(label), label=label)
-            if label in valid_until:
+            # A forecast valid to the end of the test gets no line, which would sit on the border.
+            if label in valid_until and _before_end(valid_until[label], t):
                 ax.axvline(valid_until[label], color=line.get_color(), ls="--", lw=1.0,
                            label=f"{label} valid until t = {valid_until[label]:.3g}")
         ax.set_ylabel(name)
@@ -104,8 +105,16 @@ def plot_forecasts(
     if title:
         axes[0, 0].set_title(title)
     # The PNG's Description names each marker, so a reader (or a test) need not read pixels.
-    description = "\n".join(f"{label} valid until t = {time:.6g}" for label, time in valid_until.items())
+    description = "\n".join(
+        f"{label} valid until t = {time:.6g}" if _before_end(time, t) else f"{label} valid to the end of the test, t = {t[-1]:.6g}"
+        for label, time in valid_until.items()
+    )
     return _save(plt, fig, path, metadata={"Description": description} if description else None)
+
+
+def _before_end(time: float, t: np.ndarray) -> bool:
+    """Return whether ``time`` is before the last of ``t``, beyond round-off."""
+    return time < t[-1] - 1e-9 * max(1.0, abs(float(t[-1])))
 
 
 def plot_phase_portrait(

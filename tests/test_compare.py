@@ -22,7 +22,7 @@ def test_compare_sindy_writes_outputs(tmp_path, capsys):
     from PIL import Image
 
     with Image.open(out / "forecasts.png") as image:
-        assert image.text["Description"].startswith("sindy valid until t = ")
+        assert image.text["Description"].startswith("sindy valid ")
 
 
 def test_compare_series_file(tmp_path, capsys):

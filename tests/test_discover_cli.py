@@ -60,6 +60,8 @@ def test_forecast_plot_marks_valid_time(tmp_path):
     path = plot_forecast(tmp_path / "forecast.png", t, observed, observed[:30] + 0.01, ["x", "y"], valid_until=2.5)
     assert path.stat().st_size > 1000
     assert png_description(path) == "forecast valid until t = 2.5"
+    whole = plot_forecast(tmp_path / "whole.png", t, observed, observed + 0.01, ["x", "y"], valid_until=4.0)
+    assert png_description(whole) == "forecast valid to the end of the test, t = 4"
 
 
 @pytest.mark.slow
@@ -78,7 +80,7 @@ def test_discover_file_writes_report(lotka_file, out_dir, capsys):
     assert {str(s) for s in found.free_symbols} <= {"x", "y"}
     for name in ("forecast.png", "phase_portrait.png", "open_terms.png"):
         assert (out_dir / "run" / name).stat().st_size > 1000
-    assert png_description(out_dir / "run" / "forecast.png").startswith("forecast valid until t = ")
+    assert png_description(out_dir / "run" / "forecast.png").startswith("forecast valid ")
     drawn = png_description(out_dir / "run" / "open_terms.png").splitlines()
     for line, (state, rhs) in zip(drawn, report["equations"].items()):
         terms = sp.expand(sp.sympify(rhs)).as_coefficients_dict()
