@@ -306,3 +306,30 @@ def _read_npz(path: Path, states: Sequence[str] | None) -> list[Trajectory]:
         idx = [names.index(s) for s in states]
         trajs = [Trajectory(tr.t, tr.x[:, idx], tuple(states), tr.source) for tr in trajs]
     return trajs
+
+
+def check_output_file(option: str, path: str | Path) -> None:
+    """Raise :class:`S2KANDynError` unless the folder of the output file ``path`` exists.
+
+    A missing folder is most often a typo, so no command creates one for a
+    file the user named.
+    """
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise S2KANDynError(
+            f"{option} {path}: folder {folder} does not exist; create it first or give a file in an existing folder."
+        )
+
+
+def check_output_folder(option: str, path: str | Path) -> None:
+    """Raise :class:`S2KANDynError` unless the output folder ``path`` or its parent exists.
+
+    Commands create only the last level of an output folder, so a typo in
+    its parent path creates nothing.
+    """
+    path = Path(path)
+    if not path.exists() and not path.parent.is_dir():
+        raise S2KANDynError(
+            f"{option} {path}: folder {path.parent} does not exist; create it first or give a folder "
+            "inside an existing one."
+        )

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError, OutputExistsError, S2KANDynError
-from ..io import atomic_path
+from ..errors import DataError, OutputExistsError
+from ..io import atomic_path, check_output_folder
 from .cases import SAMPLINGS
 from .executors import make_executor
 from .methods import check_methods
@@ -88,11 +88,7 @@ def prepare_folder(out: Path, force: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; give a folder.")
-    if not out.exists() and not out.parent.is_dir():
-        raise S2KANDynError(
-            f"output folder {out}: its parent {out.parent} does not exist; create it first or give a folder "
-            "inside an existing one."
-        )
+    check_output_folder("out", out)
     if out.is_dir() and any(out.iterdir()) and not (out / RESULTS_NAME).exists() and not force:
         raise OutputExistsError(
             f"output folder {out} is not empty and has no {RESULTS_NAME} to resume; "

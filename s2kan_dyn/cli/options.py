@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from ..errors import DataError, S2KANDynError, UnknownNameError
+from ..io import check_output_file, check_output_folder  # noqa: F401 (the commands import them from here)
 
 
 @contextlib.contextmanager
@@ -165,30 +166,3 @@ def reject_unused(args, options: Mapping[str, str], reason: str) -> None:
         raise S2KANDynError(f"{present[0]} does not apply {reason}; drop it.")
     if present:
         raise S2KANDynError(f"{', '.join(present)} do not apply {reason}; drop them.")
-
-
-def check_output_file(option: str, path: str | Path) -> None:
-    """Raise :class:`S2KANDynError` unless the folder of the output file ``path`` exists.
-
-    A missing folder is most often a typo, so no command creates one for a
-    file the user named.
-    """
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise S2KANDynError(
-            f"{option} {path}: folder {folder} does not exist; create it first or give a file in an existing folder."
-        )
-
-
-def check_output_folder(option: str, path: str | Path) -> None:
-    """Raise :class:`S2KANDynError` unless the output folder ``path`` or its parent exists.
-
-    Commands create only the last level of an output folder, so a typo in
-    its parent path creates nothing.
-    """
-    path = Path(path)
-    if not path.exists() and not path.parent.is_dir():
-        raise S2KANDynError(
-            f"{option} {path}: folder {path.parent} does not exist; create it first or give a folder "
-            "inside an existing one."
-        )
