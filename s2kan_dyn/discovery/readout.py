@@ -303,8 +303,6 @@ def eliminate_by_description_length(
         mse = float(np.mean((dX[:, j] - theta @ fitted[:, 0]) ** 2))
         return 0.5 * n * np.log2(mse + floor[j] ** 2) + int(mask.sum()) * per_term
 
-    norms = np.sqrt(np.mean(theta**2, axis=0))
-    norms = np.where(norms > 0, norms, 1.0)
     for j in range(dX.shape[1]):
         current = bits(j, active[:, j])
         while active[:, j].any():
@@ -312,9 +310,8 @@ def eliminate_by_description_length(
             if candidates.size > EXACT_TRIAL_TERMS:
                 # Every removal costs the same bits, so the smallest estimated
                 # residual increases are the shortest descriptions.
-                _, increases = removal_increases(
-                    theta[:, candidates] / norms[candidates], dX[:, j], [slice(c, c + 1) for c in range(candidates.size)]
-                )
+                columns = [slice(c, c + 1) for c in range(candidates.size)]
+                _, increases = removal_increases(theta[:, candidates], dX[:, j], columns)
                 candidates = candidates[np.argsort(increases, kind="stable")[:RANKED_TRIALS]]
             trials = []
             for k in candidates:
