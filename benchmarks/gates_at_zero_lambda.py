@@ -15,16 +15,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
-import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from markdown_out import write_table  # noqa: E402
+from common import run_parallel, write_table  # noqa: E402
 from nguyen import PROBLEMS, make_data  # noqa: E402
 
 LAMBDAS = (0.0, 1.0)
@@ -51,6 +49,13 @@ def run_one(name: str, seed: int, lam: float) -> dict:
         "closed": total - model.n_open_terms(),
         "cpu_s": time.process_time() - cpu,
     }
+
+
+def _describe(row: dict) -> str:
+    return (
+        f"{row['problem']} seed {row['seed']} lambda {row['lam']:g}: {row['closed']} of {row['gates']} closed, "
+        f"{row['cpu_s']:.1f} cpu s"
+    )
 
 
 def table(rows: list[dict]) -> str:
@@ -89,16 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tasks = [(name, seed, lam) for seed in args.seeds for name in args.problems for lam in LAMBDAS]
-    rows = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, *task) for task in tasks]
-        for future in concurrent.futures.as_completed(futures):
-            row = future.result()
-            rows.append(row)
-            print(f"{row['problem']} seed {row['seed']} lambda {row['lam']:g}: {row['closed']} of {row['gates']} closed, "
-                  f"{row['cpu_s']:.1f} cpu s", file=sys.stderr, flush=True)
-    order = {task: k for k, task in enumerate(tasks)}
-    rows.sort(key=lambda r: order[(r["problem"], r["seed"], r["lam"])])
+    rows = run_parallel(run_one, tasks, args.jobs, _describe)
     text = table(rows)
     print(text)
     if args.out:

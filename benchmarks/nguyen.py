@@ -28,9 +28,7 @@ Each fit runs in its own process with one torch and one BLAS thread;
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
-import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -39,7 +37,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
-from markdown_out import write_table  # noqa: E402
+from common import run_parallel, write_table  # noqa: E402
 
 x, y = sp.symbols("x0 x1", real=True)
 
@@ -112,6 +110,13 @@ def run_one(name: str, seed: int, hidden_primitives: tuple[str, ...] | None = No
     return row
 
 
+def _describe(row: dict) -> str:
+    return (
+        f"{row['problem']} seed {row['seed']}: R^2 {row['r2']:.6f}, exact {row['exact']}, "
+        f"{row['cpu_s']:.1f} cpu s, {row['wall_s']:.1f} wall s: {row['formula'][:100]}"
+    )
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows, then one summary line per seed."""
     lines = [
@@ -144,18 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden-primitives", nargs="+", help="layer-1 terms of the two-layer search (default: the regressor's)")
     args = parser.parse_args(argv)
 
-    tasks = [(name, seed) for seed in args.seeds for name in args.problems]
-    rows = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        hidden = tuple(args.hidden_primitives) if args.hidden_primitives else None
-        futures = {pool.submit(run_one, name, seed, hidden): (name, seed) for name, seed in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            row = future.result()
-            rows.append(row)
-            print(f"{row['problem']} seed {row['seed']}: R^2 {row['r2']:.6f}, exact {row['exact']}, "
-                  f"{row['cpu_s']:.1f} cpu s, {row['wall_s']:.1f} wall s: {row['formula'][:100]}", file=sys.stderr, flush=True)
-    order = {name: k for k, name in enumerate(PROBLEMS)}
-    rows.sort(key=lambda r: (r["seed"], order[r["problem"]]))
+    problems = sorted(args.problems, key=list(PROBLEMS).index)
+    hidden = tuple(args.hidden_primitives) if args.hidden_primitives else None
+    tasks = [(name, seed, hidden) for seed in sorted(args.seeds) for name in problems]
+    rows = run_parallel(run_one, tasks, args.jobs, _describe)
     text = table(rows)
     print(text)
     if args.out:

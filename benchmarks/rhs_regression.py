@@ -24,10 +24,8 @@ Each fit runs in its own process with one torch and one BLAS thread.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import math
 import os
-import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,7 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from markdown_out import write_table  # noqa: E402
+from common import run_parallel, write_table  # noqa: E402
 
 N_TRAIN = 256
 N_TEST = 1000
@@ -114,6 +112,13 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _describe(row: dict) -> str:
+    return (
+        f"{row['problem']}: R^2 {row['r2']:.6f}, round-off {row['round_off']}, {row['cpu_s']:.1f} cpu s: "
+        f"{_short(row['formula'], 100)}"
+    )
+
+
 def table(rows: list[dict]) -> str:
     """Format the rows as a Markdown table followed by one summary line."""
     lines = [
@@ -147,16 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = problems(args.odebench, args.max_states)
     hidden = tuple(args.hidden_primitives) if args.hidden_primitives else None
-    rows = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, name, k, args.seed, args.odebench, hidden) for name, k in tasks]
-        for future in concurrent.futures.as_completed(futures):
-            row = future.result()
-            rows.append(row)
-            print(f"{row['problem']}: R^2 {row['r2']:.6f}, round-off {row['round_off']}, {row['cpu_s']:.1f} cpu s: "
-                  f"{_short(row['formula'], 100)}", file=sys.stderr, flush=True)
-    order = {f"{name}[{k}]": i for i, (name, k) in enumerate(tasks)}
-    rows.sort(key=lambda r: order[r["problem"]])
+    rows = run_parallel(run_one, [(name, k, args.seed, args.odebench, hidden) for name, k in tasks], args.jobs, _describe)
     text = table(rows)
     print(text)
     if args.out:
