@@ -18,8 +18,8 @@ def test_increases_match_refits():
     rss, increases = removal_increases(A, y, groups)
     assert np.isclose(rss, _rss(A, y), rtol=1e-10)
     for group, increase in zip(groups, increases):
-        kept = np.delete(A, np.arange(A.shape[1])[group], axis=1)
-        assert np.isclose(rss + increase, _rss(kept, y), rtol=1e-8)
+        without_group = np.delete(A, np.arange(A.shape[1])[group], axis=1)
+        assert np.isclose(rss + increase, _rss(without_group, y), rtol=1e-8)
 
 
 def test_duplicate_column_counts_as_removable():

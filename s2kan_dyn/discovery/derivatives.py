@@ -181,7 +181,7 @@ def _savgol(x: np.ndarray, dt: float, noise: np.ndarray, clean: bool) -> Smoothe
         # NOTE: the smoothing's bias is not counted. On clean but coarsely sampled
         # fast dynamics (ODEBench 55, a Lorenz with rho = 99.96 at dt = 0.0196) the
         # noise estimate reads curvature as noise of 6e-6 to 3e-5 of the scale, so
-        # this path runs, and its derivatives are 3-10 % off while this says 1e-6.
+        # this path runs, and its derivatives are 3-10 % off while this estimates 1e-6.
         derivative_noise = noise * np.linalg.norm(savgol_coeffs(window, order, deriv=1, delta=dt))
     return SmoothedDerivative(
         smooth, dxdt, noise, derivative_noise, f"savgol(window={window}, order={order})", 1 if clean else window, edge

@@ -91,10 +91,13 @@ class Candidate:
 
 # Numpy twins of the primitives' guards (model.primitives), so that a formula
 # predicts what its network does at a pole instead of inf or NaN.
+def _clamped_reciprocal(x: np.ndarray) -> np.ndarray:
+    small = np.abs(x) < RECIPROCAL_EPS
+    return np.where(small, x / RECIPROCAL_EPS**2, 1.0 / np.where(small, 1.0, x))
+
+
 CLAMPED_NUMPY = {
-    "clamped_reciprocal": lambda x: np.where(
-        np.abs(x) < RECIPROCAL_EPS, x / RECIPROCAL_EPS**2, 1.0 / np.where(np.abs(x) < RECIPROCAL_EPS, 1.0, x)
-    ),
+    "clamped_reciprocal": _clamped_reciprocal,
     "log": lambda x: np.log(np.maximum(np.abs(x), LOG_EPS)),
 }
 _RECIPROCAL = sp.Function("clamped_reciprocal")
@@ -129,8 +132,8 @@ def evaluate(candidate: Candidate, symbols: Sequence[sp.Symbol], X: np.ndarray) 
     with np.errstate(all="ignore"):
         value = plain(*columns.T)
     value = np.broadcast_to(np.asarray(value, dtype=float), (X.shape[0],)).copy()
-    # The formula as written wherever it is finite, so predictions match the
-    # printed formula; the primitives' guards only where it is not (a pole).
+    # The formula as written wherever it is finite, so that predictions match the
+    # printed formula. The primitives' guards apply only where it is not (a pole).
     undefined = ~np.isfinite(value)
     if undefined.any():
         guarded = sp.lambdify(arguments, with_clamped_poles(candidate.expr), modules=[CLAMPED_NUMPY, "numpy"])

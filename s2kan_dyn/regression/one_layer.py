@@ -260,7 +260,7 @@ def search_one_layer(
         return candidate.exact
 
     for products in (False, True):
-        kept: set = set()
+        cheaper_keys: set = set()
         for level in levels:
             if time.process_time() > deadline:
                 log.info("one-layer search stopped at its time limit")
@@ -276,7 +276,7 @@ def search_one_layer(
                 # The pursuit's first pick can be a costly look-alike of a
                 # cheap term (x1 sin(x0/2) for x0 x1), so it also runs from
                 # the terms the cheaper level kept.
-                start = [t for t, term in enumerate(terms) if term.key() in kept]
+                start = [t for t, term in enumerate(terms) if term.key() in cheaper_keys]
                 pursuit = matching_pursuit(design, y, max_terms, deadline=deadline)
                 subsets = [backward_eliminate(design, pursuit, y, deadline)]
                 if start and time.process_time() <= deadline:
@@ -287,5 +287,5 @@ def search_one_layer(
                 if consider(design, subset):
                     return found
             shortest = min(subsets, key=lambda subset: _dl(design, subset, y))
-            kept = {terms[t].key() for t in shortest}
+            cheaper_keys = {terms[t].key() for t in shortest}
     return found
